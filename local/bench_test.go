@@ -1,0 +1,96 @@
+package local
+
+import (
+	"strconv"
+	"testing"
+	"time"
+)
+
+// benchValue is a small struct, the kind of value a service caches.
+type benchValue struct {
+	ID    int64
+	Name  string
+	Flags uint32
+	Score float64
+}
+
+func benchCache(b *testing.B, n int) (*Cache[string, benchValue], []string) {
+	c, err := New(Options[string, benchValue]{Capacity: n, TTL: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(c.Close)
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = "key:" + strconv.Itoa(i)
+		c.Set(keys[i], benchValue{ID: int64(i), Name: keys[i]})
+	}
+	return c, keys
+}
+
+var sizes = []int{10_000, 100_000}
+
+// BenchmarkGet is a hit of a struct value from one goroutine.
+func BenchmarkGet(b *testing.B) {
+	for _, n := range sizes {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			c, keys := benchCache(b, n)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if _, ok := c.Get(keys[i]); !ok {
+					b.Fatal("miss")
+				}
+				if i++; i == n {
+					i = 0
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkGetParallel is a hit of a struct value from GOMAXPROCS goroutines.
+func BenchmarkGetParallel(b *testing.B) {
+	for _, n := range sizes {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			c, keys := benchCache(b, n)
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				i := int(time.Now().UnixNano()) % n
+				for pb.Next() {
+					if _, ok := c.Get(keys[i]); !ok {
+						b.Fatal("miss")
+					}
+					if i += 7; i >= n {
+						i -= n
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkMixed is 90% hits and 10% writes from GOMAXPROCS goroutines.
+func BenchmarkMixed(b *testing.B) {
+	for _, n := range sizes {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			c, keys := benchCache(b, n)
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				i := int(time.Now().UnixNano()) % n
+				for pb.Next() {
+					if i%10 == 0 {
+						c.Set(keys[i], benchValue{ID: int64(i)})
+					} else {
+						c.Get(keys[i])
+					}
+					if i += 7; i >= n {
+						i -= n
+					}
+				}
+			})
+		})
+	}
+}
