@@ -1,0 +1,480 @@
+package redistest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+const (
+	// binary is the name of the server executable looked up on PATH.
+	binary = "redis-server"
+
+	// readyTimeout bounds how long a start waits for the server to answer
+	// PING. It is generous because a loaded CI machine running -race can
+	// take seconds to start a process; it costs nothing when all is well.
+	readyTimeout = 30 * time.Second
+
+	// stopTimeout bounds how long Stop waits for a graceful exit before it
+	// kills the process.
+	stopTimeout = 10 * time.Second
+
+	// startAttempts is how many free ports Start tries before it gives up;
+	// another process may take a port between our probe and the server's bind.
+	startAttempts = 5
+
+	// missingMessage is the skip (or, under CI, failure) message when no
+	// server binary is installed.
+	missingMessage = "redis-server not found on PATH; install it (apt-get install redis-server) to run real-Redis tests"
+)
+
+// errAddrInUse reports that the server exited because its port was taken.
+var errAddrInUse = errors.New("redistest: port already in use")
+
+// Server is a redis-server process on a free 127.0.0.1 port, with no
+// persistence: it saves no RDB snapshot and keeps no append-only file, so a
+// restart always comes back empty.
+//
+// A Server belongs to the test that started it. Its methods may be called
+// from several goroutines, but starting and stopping it concurrently makes
+// little sense.
+type Server struct {
+	bin     string // absolute path of the redis-server binary
+	dir     string // working directory of the server (a test temp dir)
+	logPath string // file that collects the server's stdout and stderr
+	port    int
+	cluster bool // cluster mode, one node serving every slot
+	busPort int  // cluster bus port, when cluster
+
+	mu   sync.Mutex
+	proc *process // the running process, nil while stopped
+}
+
+// process is one run of redis-server.
+type process struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed once the process has exited and been reaped
+}
+
+// Start launches a redis-server on a free 127.0.0.1 port and waits until it
+// answers PING (within 30s). The server is stopped when the test ends, and its log is
+// printed if the test failed.
+//
+// When redis-server is not on PATH, Start skips the test, unless the
+// environment variable CI is "true", in which case it fails the test.
+func Start(tb testing.TB) *Server {
+	tb.Helper()
+	return launch(tb, false)
+}
+
+// StartCluster is like [Start], but the server runs in cluster mode as a
+// cluster of one node that serves all 16384 hash slots. Clients from
+// [Server.ClusterClient] route commands as they would on a real cluster,
+// and the server rejects a multi-key command whose keys hash to different
+// slots (CROSSSLOT), so tests can show code is cluster-safe without
+// running six servers.
+func StartCluster(tb testing.TB) *Server {
+	tb.Helper()
+	return launch(tb, true)
+}
+
+// launch starts a server, standalone or as a one-node cluster.
+func launch(tb testing.TB, cluster bool) *Server {
+	tb.Helper()
+	bin, err := exec.LookPath(binary)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			tb.Fatal(missingMessage)
+		}
+		tb.Skip(missingMessage)
+	}
+	dir := tb.TempDir()
+	s := &Server{
+		bin:     bin,
+		dir:     dir,
+		logPath: filepath.Join(dir, "redis-server.log"),
+		cluster: cluster,
+	}
+	tb.Cleanup(func() {
+		s.kill()
+		if tb.Failed() {
+			tb.Logf("redis-server log (%s):\n%s", s.Addr(), s.log())
+		}
+	})
+
+	for attempt := 1; ; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			tb.Fatalf("redistest: find a free port: %v", err)
+		}
+		err = s.start(port)
+		if err == nil {
+			return s
+		}
+		if !errors.Is(err, errAddrInUse) || attempt == startAttempts {
+			tb.Fatalf("redistest: start %s (attempt %d): %v\nlog:\n%s", binary, attempt, err, s.log())
+		}
+	}
+}
+
+// Addr returns the server's address, "127.0.0.1:<port>".
+func (s *Server) Addr() string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
+}
+
+// Options returns fresh client options for the server, with
+// ContextTimeoutEnabled set so that context deadlines bound socket reads and
+// writes. Callers may change the returned value before building a client.
+func (s *Server) Options() *redis.Options {
+	return &redis.Options{
+		Addr:                  s.Addr(),
+		ContextTimeoutEnabled: true,
+	}
+}
+
+// Client returns a new client connected to the server, built from
+// [Server.Options]. It is closed when the test ends. On a cluster server
+// ([StartCluster]) it talks to the one node directly, without cluster
+// routing.
+func (s *Server) Client(tb testing.TB) *redis.Client {
+	tb.Helper()
+	c := redis.NewClient(s.Options())
+	tb.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// ClusterOptions returns fresh cluster client options for a server started
+// with [StartCluster], with ContextTimeoutEnabled set.
+func (s *Server) ClusterOptions() *redis.ClusterOptions {
+	return &redis.ClusterOptions{
+		Addrs:                 []string{s.Addr()},
+		ContextTimeoutEnabled: true,
+	}
+}
+
+// ClusterClient returns a new cluster client for a server started with
+// [StartCluster], built from [Server.ClusterOptions]. It is closed when the
+// test ends. It fails the test on a standalone server.
+func (s *Server) ClusterClient(tb testing.TB) *redis.ClusterClient {
+	tb.Helper()
+	if !s.cluster {
+		tb.Fatalf("redistest: ClusterClient on %s, which was not started with StartCluster", s.Addr())
+	}
+	c := redis.NewClusterClient(s.ClusterOptions())
+	tb.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// Kill sends SIGKILL to the server and waits until it has exited. It does
+// nothing if the server is not running.
+func (s *Server) Kill(tb testing.TB) {
+	tb.Helper()
+	s.kill()
+}
+
+// Stop shuts the server down gracefully with SIGTERM (which, with persistence
+// off, saves nothing) and waits until it has exited. If it has not exited
+// within 10s it is killed and the test fails. Stop does nothing if the server
+// is not running.
+func (s *Server) Stop(tb testing.TB) {
+	tb.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.proc
+	if p == nil {
+		return
+	}
+	s.proc = nil
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		// The process has already exited; the reaper closes done.
+		<-p.done
+		return
+	}
+	select {
+	case <-p.done:
+	case <-time.After(stopTimeout):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		tb.Errorf("redistest: %s did not stop within %v of SIGTERM; killed it", binary, stopTimeout)
+	}
+}
+
+// Restart starts the server again on the same port after [Server.Kill] or
+// [Server.Stop], and waits until it answers PING. The restarted server is
+// empty. Restart fails the test if the server is still running.
+func (s *Server) Restart(tb testing.TB) {
+	tb.Helper()
+	s.mu.Lock()
+	running := s.proc != nil
+	s.mu.Unlock()
+	if running {
+		tb.Fatalf("redistest: restart %s: server is still running", s.Addr())
+	}
+	// The port was ours a moment ago; if something else grabbed it in
+	// between, give it a few tries before failing.
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		err := s.start(s.port)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, errAddrInUse) || time.Now().After(deadline) {
+			tb.Fatalf("redistest: restart %s on %s: %v\nlog:\n%s", binary, s.Addr(), err, s.log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Plant stores raw bytes under a Redis key, with no expiry, bypassing any
+// namespace or encoding: key is the full Redis key. Tests use it to put
+// values a library would never write itself, such as malformed payloads.
+func (s *Server) Plant(tb testing.TB, key string, raw []byte) {
+	tb.Helper()
+	c := redis.NewClient(s.Options())
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	if err := c.Set(ctx, key, raw, 0).Err(); err != nil {
+		tb.Fatalf("redistest: plant %q: %v", key, err)
+	}
+}
+
+// start launches the server on port and waits for it to answer PING. It
+// returns an error wrapping errAddrInUse when the port was taken.
+func (s *Server) start(port int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc != nil {
+		return errors.New("redistest: server is already running")
+	}
+
+	busPort := s.busPort
+	if s.cluster && (busPort == 0 || port != s.port) {
+		// The default bus port, port+10000, may be taken or out of range.
+		var err error
+		if busPort, err = freePort(); err != nil {
+			return err
+		}
+	}
+
+	logFile, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(logFile, "=== redistest: starting %s on 127.0.0.1:%d at %s ===\n", s.bin, port, time.Now().Format(time.RFC3339Nano))
+	offset, _ := logFile.Seek(0, io.SeekEnd)
+
+	cmd := exec.Command(s.bin,
+		"--port", strconv.Itoa(port),
+		"--bind", "127.0.0.1",
+		"--protected-mode", "yes",
+		"--save", "",
+		"--appendonly", "no",
+		"--daemonize", "no",
+		"--dir", s.dir,
+		"--logfile", "", // log to stdout, which is logFile
+	)
+	if s.cluster {
+		// The node's view of the cluster is kept in nodes.conf in the
+		// temp dir, so a restarted node still serves every slot.
+		cmd.Args = append(cmd.Args,
+			"--cluster-enabled", "yes",
+			"--cluster-config-file", "nodes.conf",
+			"--cluster-announce-ip", "127.0.0.1",
+			"--cluster-port", strconv.Itoa(busPort),
+		)
+	}
+	cmd.Dir = s.dir
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return err
+	}
+	p := &process{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		logFile.Close()
+		close(p.done)
+	}()
+
+	err = waitReady(p, port)
+	if err == nil && s.cluster {
+		err = claimSlots(port)
+	}
+	if err != nil {
+		_ = cmd.Process.Kill()
+		<-p.done
+		if s.logSince(offset, "Address already in use") {
+			return fmt.Errorf("%w: %d", errAddrInUse, port)
+		}
+		return err
+	}
+	s.port = port
+	s.busPort = busPort
+	s.proc = p
+	return nil
+}
+
+// kill sends SIGKILL to the running process, if any, and waits for it.
+func (s *Server) kill() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return
+	}
+	_ = s.proc.cmd.Process.Kill()
+	<-s.proc.done
+	s.proc = nil
+}
+
+// log returns the server's log so far.
+func (s *Server) log() string {
+	b, err := os.ReadFile(s.logPath)
+	if err != nil {
+		return fmt.Sprintf("(no log: %v)", err)
+	}
+	return string(b)
+}
+
+// logSince reports whether the log, from byte offset on, contains substr.
+func (s *Server) logSince(offset int64, substr string) bool {
+	b, err := os.ReadFile(s.logPath)
+	if err != nil || offset > int64(len(b)) {
+		return false
+	}
+	return bytes.Contains(b[offset:], []byte(substr))
+}
+
+// waitReady polls the server on port until it answers PING and reports the
+// process id of p, so that a different server already listening on the same
+// port is not mistaken for ours.
+func waitReady(p *process, port int) error {
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	deadline := time.Now().Add(readyTimeout)
+	var lastErr error
+	for {
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s exited before answering PING: %v", binary, p.cmd.ProcessState)
+		default:
+		}
+		pid, err := probe(addr)
+		if err == nil {
+			if pid == p.cmd.Process.Pid {
+				return nil
+			}
+			// Another server owns the port; ours will fail to bind and exit.
+			lastErr = fmt.Errorf("%s is served by process %d, not ours (%d)", addr, pid, p.cmd.Process.Pid)
+		} else {
+			lastErr = err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not answer PING within %v: %v", binary, readyTimeout, lastErr)
+		}
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// probe sends PING and INFO server over a fresh connection and returns the
+// server's process id.
+func probe(addr string) (int, error) {
+	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(time.Second)); err != nil {
+		return 0, err
+	}
+	if _, err := io.WriteString(conn, "PING\r\nINFO server\r\n"); err != nil {
+		return 0, err
+	}
+	r := bufio.NewReader(conn)
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return 0, err
+	}
+	if line != "+PONG\r\n" {
+		return 0, fmt.Errorf("PING answered %q", line)
+	}
+	line, err = r.ReadString('\n')
+	if err != nil {
+		return 0, err
+	}
+	if !strings.HasPrefix(line, "$") {
+		return 0, fmt.Errorf("INFO answered %q", line)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(line[1:]))
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("INFO answered %q", line)
+	}
+	info := make([]byte, n)
+	if _, err := io.ReadFull(r, info); err != nil {
+		return 0, err
+	}
+	for _, field := range strings.Split(string(info), "\r\n") {
+		if v, ok := strings.CutPrefix(field, "process_id:"); ok {
+			return strconv.Atoi(v)
+		}
+	}
+	return 0, errors.New("INFO server has no process_id")
+}
+
+// claimSlots makes the one-node cluster on port serve every hash slot, if it
+// does not already (after a restart it remembers them), and waits until the
+// cluster reports itself healthy.
+func claimSlots(port int) error {
+	c := redis.NewClient(&redis.Options{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	for {
+		info, err := c.ClusterInfo(ctx).Result()
+		if err != nil {
+			return fmt.Errorf("CLUSTER INFO: %w", err)
+		}
+		if strings.Contains(info, "cluster_state:ok") {
+			return nil
+		}
+		if strings.Contains(info, "cluster_slots_assigned:0\r\n") {
+			if err := c.ClusterAddSlotsRange(ctx, 0, 16383).Err(); err != nil {
+				return fmt.Errorf("CLUSTER ADDSLOTSRANGE: %w", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster not ok within %v: %s", readyTimeout, info)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

@@ -1,0 +1,161 @@
+package redistest_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+
+	"github.com/tier-cache/tier/internal/redistest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// ctxT returns a context for a whole test: generous, since a loaded machine
+// may take seconds to start and restart servers.
+func ctxT(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestStartSetGet(t *testing.T) {
+	s := redistest.Start(t)
+	host, _, err := net.SplitHostPort(s.Addr())
+	if err != nil || host != "127.0.0.1" {
+		t.Fatalf("Addr() = %q, want 127.0.0.1:<port>", s.Addr())
+	}
+	c := s.Client(t)
+	ctx := ctxT(t)
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatalf("SET: %v", err)
+	}
+	got, err := c.Get(ctx, "k").Result()
+	if err != nil || got != "v" {
+		t.Fatalf("GET = %q, %v; want \"v\", nil", got, err)
+	}
+}
+
+func TestNoPersistence(t *testing.T) {
+	s := redistest.Start(t)
+	c := s.Client(t)
+	ctx := ctxT(t)
+	for _, param := range []string{"save", "appendonly"} {
+		v, err := c.ConfigGet(ctx, param).Result()
+		if err != nil {
+			t.Fatalf("CONFIG GET %s: %v", param, err)
+		}
+		want := map[string]string{"save": "", "appendonly": "no"}[param]
+		if v[param] != want {
+			t.Errorf("CONFIG GET %s = %q, want %q", param, v[param], want)
+		}
+	}
+}
+
+func TestServersAreSeparate(t *testing.T) {
+	a, b := redistest.Start(t), redistest.Start(t)
+	if a.Addr() == b.Addr() {
+		t.Fatalf("two servers share %s", a.Addr())
+	}
+	ctx := ctxT(t)
+	if err := a.Client(t).Set(ctx, "k", "a", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Client(t).Get(ctx, "k").Err(); !errors.Is(err, redis.Nil) {
+		t.Fatalf("GET on the other server: err = %v, want redis.Nil", err)
+	}
+}
+
+func TestKillRestartSamePort(t *testing.T) {
+	s := redistest.Start(t)
+	addr := s.Addr()
+	c := s.Client(t)
+	ctx := ctxT(t)
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	s.Kill(t)
+	if err := c.Ping(ctx).Err(); err == nil {
+		t.Fatal("PING succeeded after Kill")
+	}
+	s.Kill(t) // killing a stopped server is a no-op
+
+	s.Restart(t)
+	if s.Addr() != addr {
+		t.Fatalf("restarted on %s, want %s", s.Addr(), addr)
+	}
+	// The same client reconnects; the data is gone since nothing was saved.
+	if err := c.Get(ctx, "k").Err(); !errors.Is(err, redis.Nil) {
+		t.Fatalf("GET after restart: err = %v, want redis.Nil (no persistence)", err)
+	}
+}
+
+func TestStopRestart(t *testing.T) {
+	s := redistest.Start(t)
+	c := s.Client(t)
+	ctx := ctxT(t)
+	s.Stop(t)
+	if err := c.Ping(ctx).Err(); err == nil {
+		t.Fatal("PING succeeded after Stop")
+	}
+	s.Restart(t)
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING after restart: %v", err)
+	}
+}
+
+func TestPlant(t *testing.T) {
+	s := redistest.Start(t)
+	raw := []byte("\x00\xff not \r\n valid")
+	s.Plant(t, "ns:{odd} key", raw)
+	got, err := s.Client(t).Get(ctxT(t), "ns:{odd} key").Bytes()
+	if err != nil || string(got) != string(raw) {
+		t.Fatalf("GET = %q, %v; want %q", got, err, raw)
+	}
+}
+
+func TestClientHonoursContextDeadline(t *testing.T) {
+	s := redistest.Start(t)
+	c := s.Client(t)
+	// BLPOP blocks on the server for 30s; the 50ms deadline must cut it
+	// short, which it only does with ContextTimeoutEnabled.
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := c.BLPop(ctx, 30*time.Second, "nothing").Err()
+	if err == nil || time.Since(start) > 10*time.Second {
+		t.Fatalf("BLPOP returned %v after %v; want an error within the deadline", err, time.Since(start))
+	}
+}
+
+func TestCluster(t *testing.T) {
+	s := redistest.StartCluster(t)
+	c := s.ClusterClient(t)
+	ctx := ctxT(t)
+	// Keys in different slots: each command alone works ...
+	for _, k := range []string{"a", "b", "c"} {
+		if err := c.Set(ctx, k, k, 0).Err(); err != nil {
+			t.Fatalf("SET %s: %v", k, err)
+		}
+	}
+	// ... but one command naming several is refused, as on a real cluster.
+	err := s.Client(t).Del(ctx, "a", "b", "c").Err()
+	if err == nil || !strings.Contains(err.Error(), "CROSSSLOT") {
+		t.Fatalf("DEL across slots: err = %v, want CROSSSLOT", err)
+	}
+
+	s.Kill(t)
+	s.Restart(t)
+	if err := c.Set(ctx, "a", "again", 0).Err(); err != nil {
+		t.Fatalf("SET after restart: %v", err)
+	}
+}

@@ -1,0 +1,71 @@
+package remote_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tier-cache/tier/remote"
+)
+
+func TestOneRoundTripPerOperation(t *testing.T) {
+	forEachBackendAndCluster(t, func(t *testing.T, e *env) {
+		for _, wrap := range []struct {
+			name string
+			new  func(c redis.UniversalClient) redis.UniversalClient
+		}{
+			{name: "as is", new: func(c redis.UniversalClient) redis.UniversalClient { return c }},
+			{name: "hidden", new: func(c redis.UniversalClient) redis.UniversalClient { return hidden{c} }},
+		} {
+			t.Run(wrap.name, func(t *testing.T) {
+				c, rt := e.countingClient(t)
+				s := mustNew(t, wrap.new(c), remote.Options{})
+				ctx := testCtx(t)
+
+				// Open the connections first: dialing and the handshake are
+				// not part of any operation's cost. go-redis keeps a separate
+				// pool for pipelines, so warm that one too.
+				if err := c.Ping(ctx).Err(); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := c.Pipelined(ctx, func(p redis.Pipeliner) error { return p.Ping(ctx).Err() }); err != nil {
+					t.Fatal(err)
+				}
+
+				keys := make([]string, 50)
+				items := make(map[string]remote.Item)
+				for i := range keys {
+					keys[i] = fmt.Sprintf("key-%d", i)
+					if i%2 == 0 {
+						items[keys[i]] = remote.Item{Value: []byte(keys[i]), TTL: time.Minute}
+					}
+				}
+
+				measure := func(name string, op func() error) {
+					t.Helper()
+					rt.reset()
+					if err := op(); err != nil {
+						t.Fatalf("%s: %v", name, err)
+					}
+					if h, w := rt.hook.Load(), rt.wire.Load(); h != 1 || w != 1 {
+						t.Errorf("%s cost %d round trips by hook, %d on the wire; want 1", name, h, w)
+					}
+				}
+				measure("SetMany(25)", func() error { return s.SetMany(ctx, items) })
+				measure("Set", func() error { return s.Set(ctx, "one", []byte("v"), time.Minute) })
+				measure("Get hit", func() error { _, _, err := s.Get(ctx, "one"); return err })
+				measure("Get miss", func() error { _, _, err := s.Get(ctx, "none"); return err })
+				measure("GetMany(50)", func() error {
+					m, err := s.GetMany(ctx, keys)
+					if err == nil && len(m) != len(items) {
+						err = fmt.Errorf("got %d items, want %d", len(m), len(items))
+					}
+					return err
+				})
+				measure("Delete(10)", func() error { return s.Delete(ctx, keys[:10]...) })
+			})
+		}
+	})
+}

@@ -1,0 +1,332 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrContextTimeoutDisabled is returned by [New] for a go-redis client built
+// without ContextTimeoutEnabled. Such a client ignores context deadlines on
+// its sockets and waits out its own ReadTimeout (seconds) when Redis stalls,
+// so [Options.Timeout] could not bound operations. Build the client with
+// ContextTimeoutEnabled: true.
+var ErrContextTimeoutDisabled = errors.New("remote: the client ignores context deadlines; build it with ContextTimeoutEnabled: true")
+
+// Item is a value read from Redis, with the time it has left to live there.
+type Item struct {
+	// Value is the stored bytes. The caller owns them.
+	Value []byte
+
+	// TTL is the time the key had left to live in Redis when it was read,
+	// to the millisecond. Zero means the key never expires, which happens
+	// only when something other than a Store wrote it.
+	TTL time.Duration
+}
+
+// Store is the far tier: values kept in Redis under a namespace prefix.
+//
+// Every method costs one network round trip (one per cluster node touched),
+// bounds its work by [Options.Timeout] and the caller's context, and reports
+// a missing key as a miss, never as an error. A Store is safe for concurrent
+// use; it holds no connection of its own and needs no closing: the caller
+// owns the client and closes it.
+type Store struct {
+	client  redis.UniversalClient
+	ns      string
+	prefix  string // ns + ":"
+	timeout time.Duration
+
+	// singleNode is true when all keys live on one server, so one multi-key
+	// command may name any of them. On a cluster or a ring, a multi-key
+	// command spanning slots or shards fails or reaches the wrong shard.
+	singleNode bool
+}
+
+// New returns a Store that keeps its entries in Redis through client, which
+// may be a *redis.Client (standalone or Sentinel failover), a
+// *redis.ClusterClient or a *redis.Ring. The client must be built with
+// ContextTimeoutEnabled: true, or New returns [ErrContextTimeoutDisabled].
+//
+// New validates opts and fills in defaults; errors start with "remote:" and
+// name the field. New makes no network call.
+func New(client redis.UniversalClient, opts Options) (*Store, error) {
+	var ctxTimeouts bool
+	singleNode := false
+	switch c := client.(type) {
+	case nil:
+		return nil, errors.New("remote: client is nil")
+	case *redis.Client:
+		if c == nil {
+			return nil, errors.New("remote: client is nil")
+		}
+		ctxTimeouts, singleNode = c.Options().ContextTimeoutEnabled, true
+	case *redis.ClusterClient:
+		if c == nil {
+			return nil, errors.New("remote: client is nil")
+		}
+		ctxTimeouts = c.Options().ContextTimeoutEnabled
+	case *redis.Ring:
+		if c == nil {
+			return nil, errors.New("remote: client is nil")
+		}
+		ctxTimeouts = c.Options().ContextTimeoutEnabled
+	default:
+		// A wrapper we cannot inspect: trust it with deadlines, and use
+		// only commands that are correct however keys are spread.
+		ctxTimeouts = true
+	}
+	if !ctxTimeouts {
+		return nil, ErrContextTimeoutDisabled
+	}
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Store{
+		client:     client,
+		ns:         o.Namespace,
+		prefix:     o.Namespace + ":",
+		timeout:    o.Timeout,
+		singleNode: singleNode,
+	}, nil
+}
+
+// Namespace returns the namespace the Store's keys live under.
+func (s *Store) Namespace() string {
+	return s.ns
+}
+
+// Key returns the Redis key under which the cache key key is stored:
+// "<namespace>:<key>". Any string is a valid key, including the empty one.
+func (s *Store) Key(key string) string {
+	return s.prefix + key
+}
+
+// Get reads key and the time it has left to live, in one round trip. A
+// missing key is a miss: (Item{}, false, nil). A key with less than a
+// millisecond left is also reported as a miss, since it is about to go. A
+// key holding something other than a string (a hash, say) is an error.
+func (s *Store) Get(ctx context.Context, key string) (Item, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return Item{}, false, fmt.Errorf("remote: get %q: %w", key, err)
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+
+	rk := s.Key(key)
+	pipe := s.client.Pipeline()
+	get := pipe.Get(ctx, rk)
+	ttl := pipe.PTTL(ctx, rk)
+	_, _ = pipe.Exec(ctx) // errors are read from each command below
+	item, ok, err := readItem(get, ttl)
+	if err != nil {
+		return Item{}, false, fmt.Errorf("remote: get %q: %w", key, withContext(ctx, err))
+	}
+	return item, ok, nil
+}
+
+// GetMany reads keys in one round trip (one per cluster node touched) and
+// returns the ones found; a missing key is simply absent from the map. The
+// map is never nil. Duplicate keys are read once per occurrence.
+func (s *Store) GetMany(ctx context.Context, keys []string) (map[string]Item, error) {
+	if len(keys) == 0 {
+		return map[string]Item{}, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("remote: get many %s: %w", describe(keys), err)
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+
+	type reply struct {
+		get *redis.StringCmd
+		ttl *redis.DurationCmd
+	}
+	replies := make([]reply, len(keys))
+	pipe := s.client.Pipeline()
+	for i, k := range keys {
+		rk := s.Key(k)
+		replies[i] = reply{get: pipe.Get(ctx, rk), ttl: pipe.PTTL(ctx, rk)}
+	}
+	_, _ = pipe.Exec(ctx) // errors are read from each command below
+
+	found := make(map[string]Item, len(keys))
+	for i, r := range replies {
+		item, ok, err := readItem(r.get, r.ttl)
+		if err != nil {
+			return nil, fmt.Errorf("remote: get many %q: %w", keys[i], withContext(ctx, err))
+		}
+		if ok {
+			found[keys[i]] = item
+		}
+	}
+	return found, nil
+}
+
+// Set stores value under key for ttl, in one round trip. ttl must be
+// positive: an entry without expiry would never leave Redis. It is rounded
+// up to a whole millisecond, the precision of Redis expiry.
+func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("remote: set %q: ttl %v is not positive", key, ttl)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("remote: set %q: %w", key, err)
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+
+	if err := s.client.Set(ctx, s.Key(key), value, ceilMillis(ttl)).Err(); err != nil {
+		return fmt.Errorf("remote: set %q: %w", key, withContext(ctx, err))
+	}
+	return nil
+}
+
+// SetMany stores every item under its key, each for its own Item.TTL, in
+// one round trip (one per cluster node touched). Every TTL must be
+// positive; if one is not, nothing is written. On a network error some
+// items may have been written and others not.
+func (s *Store) SetMany(ctx context.Context, items map[string]Item) error {
+	if len(items) == 0 {
+		return nil
+	}
+	for k, it := range items {
+		if it.TTL <= 0 {
+			return fmt.Errorf("remote: set many %q: ttl %v is not positive", k, it.TTL)
+		}
+	}
+	keys := make([]string, 0, len(items))
+	for k := range items {
+		keys = append(keys, k)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("remote: set many %s: %w", describe(keys), err)
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+
+	cmds := make([]*redis.StatusCmd, len(keys))
+	pipe := s.client.Pipeline()
+	for i, k := range keys {
+		it := items[k]
+		cmds[i] = pipe.Set(ctx, s.Key(k), it.Value, ceilMillis(it.TTL))
+	}
+	_, _ = pipe.Exec(ctx) // errors are read from each command below
+	for i, c := range cmds {
+		if err := c.Err(); err != nil {
+			return fmt.Errorf("remote: set many %q: %w", keys[i], withContext(ctx, err))
+		}
+	}
+	return nil
+}
+
+// Delete removes keys, in one round trip: a single UNLINK on a standalone
+// server, or one UNLINK per key pipelined on a cluster or ring, where keys
+// may live on different nodes (one round trip per node touched). Missing
+// keys are not an error. UNLINK frees large values in the background, so
+// Redis does not block on them.
+func (s *Store) Delete(ctx context.Context, keys ...string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("remote: delete %s: %w", describe(keys), err)
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+
+	if s.singleNode {
+		rks := make([]string, len(keys))
+		for i, k := range keys {
+			rks[i] = s.Key(k)
+		}
+		if err := s.client.Unlink(ctx, rks...).Err(); err != nil {
+			return fmt.Errorf("remote: delete %s: %w", describe(keys), withContext(ctx, err))
+		}
+		return nil
+	}
+
+	cmds := make([]*redis.IntCmd, len(keys))
+	pipe := s.client.Pipeline()
+	for i, k := range keys {
+		cmds[i] = pipe.Unlink(ctx, s.Key(k))
+	}
+	_, _ = pipe.Exec(ctx) // errors are read from each command below
+	for i, c := range cmds {
+		if err := c.Err(); err != nil {
+			return fmt.Errorf("remote: delete %q: %w", keys[i], withContext(ctx, err))
+		}
+	}
+	return nil
+}
+
+// bound returns ctx limited to the Store's timeout, unless ctx already ends
+// sooner.
+func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d, ok := ctx.Deadline(); ok && time.Until(d) <= s.timeout {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.timeout)
+}
+
+// readItem turns the replies to GET and PTTL of one key into an item. The
+// two commands travel in one pipeline but not in a transaction, so another
+// client may change the key between them: a key gone by the time of PTTL
+// (-2), or about to go (0), is a miss.
+func readItem(get *redis.StringCmd, ttl *redis.DurationCmd) (Item, bool, error) {
+	value, err := get.Bytes()
+	if errors.Is(err, redis.Nil) {
+		return Item{}, false, nil
+	}
+	if err != nil {
+		return Item{}, false, err
+	}
+	d, err := ttl.Result()
+	if err != nil {
+		return Item{}, false, err
+	}
+	switch {
+	case d == noExpiry:
+		return Item{Value: value}, true, nil
+	case d <= 0:
+		return Item{}, false, nil
+	}
+	return Item{Value: value, TTL: d}, true, nil
+}
+
+// noExpiry is how go-redis reports PTTL's -1 reply: the key has no expiry.
+const noExpiry = time.Duration(-1)
+
+// withContext makes err match the context's error when the context has
+// ended, so that callers can test for context.Canceled or
+// context.DeadlineExceeded whatever form the client gave the failure (an
+// i/o timeout on the socket, say).
+func withContext(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		return fmt.Errorf("%w: %w", cerr, err)
+	}
+	return err
+}
+
+// ceilMillis rounds d up to a whole millisecond, so that a positive TTL never
+// becomes zero (no expiry) or is cut short.
+func ceilMillis(d time.Duration) time.Duration {
+	if r := d % time.Millisecond; r != 0 && d < math.MaxInt64-time.Millisecond {
+		d += time.Millisecond - r
+	}
+	return d
+}
+
+// describe names a batch of keys in an error: the first, quoted, and how
+// many others there are.
+func describe(keys []string) string {
+	if len(keys) == 1 {
+		return fmt.Sprintf("%q", keys[0])
+	}
+	return fmt.Sprintf("%q and %d more", keys[0], len(keys)-1)
+}
