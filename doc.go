@@ -1,0 +1,41 @@
+// Package tier is a read-through cache in two tiers for services that run
+// many replicas: a near tier in each process's memory in front of a far
+// tier in Redis that all replicas share.
+//
+// It guarantees that a near hit costs no allocation and no global lock;
+// that concurrent misses of one key in a process cause one Redis read and
+// at most one load; that a near copy never outlives its Redis copy; that a
+// value read while its key was Set, Deleted or dropped is returned to the
+// callers that waited for it but not kept in the near tier; and that a
+// Redis outage degrades to loading from the source, never to an error,
+// with Redis used again as soon as it answers.
+//
+// # Freshness across replicas
+//
+// A near copy lives at most Options.NearTTL (and never longer than the
+// Redis copy it came from). Until cross-replica invalidation is enabled,
+// that is also how long another replica can serve a value after a Set or
+// Delete made elsewhere: keep NearTTL as short as staleness is tolerable.
+//
+// # Reads
+//
+// [Cache.Get] looks in the near tier, then in Redis (one round trip: GET
+// and PTTL pipelined), then calls the [Loader]; what it finds it stores in
+// the tiers that lacked it. The load runs on a goroutine of its own, detached
+// from the callers' cancellation and bounded by Options.LoadTimeout, so one
+// caller giving up does not fail the others; each caller still returns when
+// its own context ends. A loader that panics fails its callers with
+// [ErrLoaderPanic] and leaves nothing stuck. A loader that returns
+// [ErrNotFound] has that answer cached for Options.NotFoundTTL.
+//
+// [Cache.GetMany] reads many keys with one Redis round trip for all near
+// misses and one call of a [BatchLoader] for the rest.
+//
+// # Values in Redis
+//
+// Values are encoded by package codec (msgpack by default) behind a
+// versioned header. Bytes in Redis that do not decode, whatever wrote them,
+// are treated as a miss: counted in Stats.Corrupt, reloaded and
+// overwritten. Every TTL is shortened by a random fraction up to
+// Options.Jitter so that keys written together do not expire together.
+package tier

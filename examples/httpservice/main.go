@@ -1,0 +1,139 @@
+// Command httpservice serves values through tier over HTTP, so that several
+// replicas can run as separate processes on one Redis and show a write on
+// one replica reaching the others.
+//
+//	go run ./examples/httpservice -redis 127.0.0.1:6379 -listen 127.0.0.1:8081
+//	go run ./examples/httpservice -redis 127.0.0.1:6379 -listen 127.0.0.1:8082
+//
+// Endpoints:
+//
+//	GET    /v/{key}   the value; header X-Cache says near, far or load
+//	PUT    /v/{key}   set the value to the request body
+//	DELETE /v/{key}   delete the value
+//	GET    /stats     the cache's counters as JSON
+//
+// The loader makes a value from the key and a counter of this process's
+// loads ("load 3 of user:1 by 127.0.0.1:8081"), so every load can be told
+// apart. With no -redis, an embedded miniredis serves this process alone.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tier-cache/tier"
+)
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:8080", "address to serve HTTP on")
+	redisAddr := flag.String("redis", "", "Redis address (default: an embedded miniredis)")
+	namespace := flag.String("namespace", "demo", "cache namespace (Redis key prefix and invalidation channel)")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *listen, *redisAddr, *namespace); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(ctx context.Context, listen, redisAddr, namespace string) error {
+	if redisAddr == "" {
+		m, err := miniredis.Run()
+		if err != nil {
+			return err
+		}
+		defer m.Close()
+		redisAddr = m.Addr()
+	}
+	client := redis.NewClient(&redis.Options{Addr: redisAddr, ContextTimeoutEnabled: true})
+	defer client.Close()
+
+	cache, err := tier.New[string](tier.Options{
+		Redis:     client,
+		Namespace: namespace,
+		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		return err
+	}
+	defer cache.Close()
+
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
+	self := ln.Addr().String()
+	var loads atomic.Int64
+	loader := tier.LoaderFunc[string](func(ctx context.Context, key string) (string, error) {
+		return fmt.Sprintf("load %d of %s by %s", loads.Add(1), key, self), nil
+	})
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v/{key}", func(w http.ResponseWriter, r *http.Request) {
+		res, err := cache.Fetch(r.Context(), r.PathValue("key"), loader)
+		if errors.Is(err, tier.ErrNotFound) {
+			http.Error(w, "not found", http.StatusNotFound)
+			return
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("X-Cache", res.Source.String())
+		io.WriteString(w, res.Value)
+	})
+	mux.HandleFunc("PUT /v/{key}", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if err := cache.Set(r.Context(), r.PathValue("key"), string(body)); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("DELETE /v/{key}", func(w http.ResponseWriter, r *http.Request) {
+		if err := cache.Delete(r.Context(), r.PathValue("key")); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(cache.Stats())
+	})
+
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	// Tests and scripts read this line to know the replica is ready.
+	fmt.Printf("listening on %s (redis %s, namespace %s)\n", self, redisAddr, namespace)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(shutdown)
+}

@@ -1,0 +1,399 @@
+package invalidate
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// A Handler applies what a [Bus] receives. Its methods are called one at a
+// time, in the order the messages arrived, on the Bus's goroutine.
+type Handler interface {
+	// Invalidate drops the near copies of keys.
+	Invalidate(keys []string)
+	// InvalidateAll drops every near copy.
+	InvalidateAll()
+	// Disconnected says that the subscription is lost or was found dead:
+	// messages published from now until the next Connected may never
+	// arrive, so the handler must stop keeping near copies.
+	Disconnected()
+	// Connected says that the subscription is confirmed, the first time
+	// and after every reconnection. Messages published before it may have
+	// been lost, so the handler drops every near copy made before it.
+	Connected()
+}
+
+// Options configure a [Bus]. Channel is required; every other zero value
+// means the documented default.
+type Options struct {
+	// Channel is the pub/sub channel. Required.
+	Channel string
+
+	// Namespace is written into the frames this Bus publishes; received
+	// frames of another namespace are ignored and counted as malformed.
+	// Default: "", which accepts frames of any namespace.
+	Namespace string
+
+	// HealthInterval is how long the subscription may be silent before
+	// the Bus sends a PING on it; if no reply comes within another
+	// HealthInterval, the subscription is declared dead, the handler is
+	// told Disconnected, and the Bus subscribes again. A dead subscription
+	// is therefore noticed within 2×HealthInterval, and a closed
+	// connection at once. Default: 1s.
+	HealthInterval time.Duration
+
+	// Timeout bounds each Publish. Default: 100ms.
+	Timeout time.Duration
+
+	// MaxMessageBytes bounds a payload, published or received. Publish
+	// splits many keys into several frames under it. Default: 1 MiB.
+	MaxMessageBytes int
+
+	// Logger receives subscription losses and malformed messages.
+	// Default: none.
+	Logger *slog.Logger
+}
+
+// Stats counts what a Bus has done.
+type Stats struct {
+	Received   uint64 // messages applied (from other replicas and operators)
+	Own        uint64 // messages this Bus published, received and skipped
+	Malformed  uint64 // payloads ignored: bad bytes, unknown version, other namespace
+	Published  uint64 // frames published
+	Reconnects uint64 // subscriptions confirmed after the first: gaps recovered
+	Losses     uint64 // subscriptions lost or declared dead
+}
+
+// Bus publishes invalidations and applies the ones it receives through a
+// Handler. It is safe for concurrent use; Close stops its goroutine.
+type Bus struct {
+	client  redis.UniversalClient
+	handler Handler
+	opts    Options
+	id      ID
+	log     *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu        sync.Mutex
+	ps        *redis.PubSub
+	up        bool
+	upCh      chan struct{} // closed while up; replaced when it goes down
+	confirmed bool          // a subscription was ever confirmed
+
+	received, own, malformed, published, reconnects, losses atomic.Uint64
+}
+
+// ErrClosed is returned by Publish after Close.
+var ErrClosed = errors.New("invalidate: bus closed")
+
+// New starts a Bus that subscribes to opts.Channel and calls h for what
+// arrives. It does not wait for the subscription: h.Connected says when it
+// is confirmed, and [Bus.WaitConnected] waits for it.
+func New(client redis.UniversalClient, h Handler, opts Options) (*Bus, error) {
+	switch {
+	case client == nil:
+		return nil, errors.New("invalidate: nil Redis client")
+	case h == nil:
+		return nil, errors.New("invalidate: nil Handler")
+	case opts.Channel == "":
+		return nil, errors.New("invalidate: Options.Channel is required")
+	case opts.HealthInterval < 0:
+		return nil, fmt.Errorf("invalidate: Options.HealthInterval must be >= 0, got %v", opts.HealthInterval)
+	case opts.Timeout < 0:
+		return nil, fmt.Errorf("invalidate: Options.Timeout must be >= 0, got %v", opts.Timeout)
+	case opts.MaxMessageBytes < 0 || (opts.MaxMessageBytes > 0 && opts.MaxMessageBytes < frameOverhead+len(opts.Namespace)+16):
+		return nil, fmt.Errorf("invalidate: Options.MaxMessageBytes too small: %d", opts.MaxMessageBytes)
+	}
+	if opts.HealthInterval == 0 {
+		opts.HealthInterval = time.Second
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = 100 * time.Millisecond
+	}
+	if opts.MaxMessageBytes == 0 {
+		opts.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	b := &Bus{client: client, handler: h, opts: opts, log: opts.Logger, done: make(chan struct{}), upCh: make(chan struct{})}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	if _, err := rand.Read(b.id[:]); err != nil {
+		return nil, fmt.Errorf("invalidate: make an instance ID: %w", err)
+	}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	go b.run()
+	return b, nil
+}
+
+// ID returns the ID this Bus writes into its frames.
+func (b *Bus) ID() ID { return b.id }
+
+// Channel returns the channel the Bus subscribes and publishes to.
+func (b *Bus) Channel() string { return b.opts.Channel }
+
+// Connected reports whether the subscription is confirmed and alive as
+// far as the Bus knows.
+func (b *Bus) Connected() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.up
+}
+
+// WaitConnected waits until the subscription is confirmed or ctx ends.
+func (b *Bus) WaitConnected(ctx context.Context) error {
+	for {
+		select {
+		case <-b.done:
+			return ErrClosed
+		default:
+		}
+		b.mu.Lock()
+		up, ch := b.up, b.upCh
+		b.mu.Unlock()
+		if up {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-b.done:
+			return ErrClosed
+		}
+	}
+}
+
+// Publish tells every Bus on the channel, this one excepted, to drop keys.
+// Many keys are split into frames of at most MaxMessageBytes, all sent in
+// one round trip.
+func (b *Bus) Publish(ctx context.Context, keys ...string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	frames, err := b.frames(keys)
+	if err != nil {
+		return err
+	}
+	return b.publish(ctx, frames)
+}
+
+// PublishAll tells every Bus on the channel, this one excepted, to drop
+// every near copy.
+func (b *Bus) PublishAll(ctx context.Context) error {
+	return b.publish(ctx, [][]byte{AppendFrame(nil, Message{All: true, Namespace: b.opts.Namespace, Origin: b.id})})
+}
+
+func (b *Bus) frames(keys []string) ([][]byte, error) {
+	var frames [][]byte
+	start := 0
+	size := frameOverhead + len(b.opts.Namespace)
+	for i, k := range keys {
+		need := len(k) + 10
+		if frameOverhead+len(b.opts.Namespace)+need > b.opts.MaxMessageBytes {
+			return nil, fmt.Errorf("invalidate: key of %d bytes does not fit in MaxMessageBytes (%d)", len(k), b.opts.MaxMessageBytes)
+		}
+		if size+need > b.opts.MaxMessageBytes {
+			frames = append(frames, AppendFrame(nil, Message{Keys: keys[start:i], Namespace: b.opts.Namespace, Origin: b.id}))
+			start, size = i, frameOverhead+len(b.opts.Namespace)
+		}
+		size += need
+	}
+	return append(frames, AppendFrame(nil, Message{Keys: keys[start:], Namespace: b.opts.Namespace, Origin: b.id})), nil
+}
+
+func (b *Bus) publish(ctx context.Context, frames [][]byte) error {
+	if b.ctx.Err() != nil {
+		return ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.opts.Timeout)
+	defer cancel()
+	var err error
+	if len(frames) == 1 {
+		err = b.client.Publish(ctx, b.opts.Channel, frames[0]).Err()
+	} else {
+		_, err = b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, f := range frames {
+				p.Publish(ctx, b.opts.Channel, f)
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("invalidate: publish to %q: %w", b.opts.Channel, err)
+	}
+	b.published.Add(uint64(len(frames)))
+	return nil
+}
+
+// Stats returns the counters.
+func (b *Bus) Stats() Stats {
+	return Stats{
+		Received:   b.received.Load(),
+		Own:        b.own.Load(),
+		Malformed:  b.malformed.Load(),
+		Published:  b.published.Load(),
+		Reconnects: b.reconnects.Load(),
+		Losses:     b.losses.Load(),
+	}
+}
+
+// Close stops the Bus's goroutine and waits for it. The handler is not
+// called after Close returns. Close is idempotent.
+func (b *Bus) Close() error {
+	b.cancel()
+	b.mu.Lock()
+	if b.ps != nil {
+		b.ps.Close()
+	}
+	b.mu.Unlock()
+	<-b.done
+	return nil
+}
+
+// run subscribes, receives until the subscription dies, and subscribes
+// again, with a backoff, until Close.
+func (b *Bus) run() {
+	defer func() {
+		b.mu.Lock()
+		b.up = false
+		b.mu.Unlock()
+		close(b.done)
+	}()
+	failures := 0
+	for b.ctx.Err() == nil {
+		ps := b.client.Subscribe(b.ctx, b.opts.Channel)
+		b.mu.Lock()
+		if b.ctx.Err() != nil {
+			b.mu.Unlock()
+			ps.Close()
+			return
+		}
+		b.ps = ps
+		b.mu.Unlock()
+
+		confirmed, why := b.receive(ps)
+		ps.Close()
+		if b.ctx.Err() != nil {
+			return
+		}
+		b.down(why)
+		if confirmed {
+			failures = 0
+		}
+		failures++
+		backoff := min(time.Duration(1<<min(failures, 10))*25*time.Millisecond, b.opts.HealthInterval)
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-b.ctx.Done():
+			t.Stop()
+			return
+		}
+	}
+}
+
+// receive reads ps until it fails or is found dead, and says why.
+func (b *Bus) receive(ps *redis.PubSub) (confirmed bool, why error) {
+	pinged := false
+	for {
+		msg, err := ps.ReceiveTimeout(b.ctx, b.opts.HealthInterval)
+		if err != nil {
+			if b.ctx.Err() != nil {
+				return confirmed, nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				if pinged {
+					return confirmed, fmt.Errorf("no reply to PING within %v", b.opts.HealthInterval)
+				}
+				if err := ps.Ping(b.ctx); err != nil {
+					return confirmed, fmt.Errorf("health PING: %w", err)
+				}
+				pinged = true
+				continue
+			}
+			return confirmed, err
+		}
+		pinged = false
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" && m.Channel == b.opts.Channel {
+				confirmed = true
+				b.up1()
+			}
+		case *redis.Message:
+			b.dispatch(m.Payload)
+		}
+	}
+}
+
+func (b *Bus) up1() {
+	b.mu.Lock()
+	again := b.confirmed
+	b.confirmed = true
+	b.mu.Unlock()
+	if again {
+		b.reconnects.Add(1)
+		b.log.Info("invalidate: subscription re-established; dropping near copies made before the gap", "channel", b.opts.Channel)
+	}
+	// The handler drops what it has before the Bus says it is up, so that
+	// nothing cached before the confirmation survives it.
+	b.handler.Connected()
+	b.mu.Lock()
+	if !b.up {
+		b.up = true
+		close(b.upCh)
+	}
+	b.mu.Unlock()
+}
+
+func (b *Bus) down(why error) {
+	b.mu.Lock()
+	wasUp := b.up
+	if wasUp {
+		b.up = false
+		b.upCh = make(chan struct{})
+	}
+	b.ps = nil
+	b.mu.Unlock()
+	if wasUp {
+		b.losses.Add(1)
+		b.log.Warn("invalidate: subscription lost; near copies dropped until it is back", "channel", b.opts.Channel, "err", why)
+		b.handler.Disconnected()
+	}
+}
+
+func (b *Bus) dispatch(payload string) {
+	m, err := Parse([]byte(payload), b.opts.MaxMessageBytes)
+	if err != nil {
+		b.malformed.Add(1)
+		b.log.Warn("invalidate: ignored a malformed message", "channel", b.opts.Channel, "bytes", len(payload), "err", err)
+		return
+	}
+	if m.Origin == b.id {
+		b.own.Add(1)
+		return
+	}
+	if m.Namespace != "" && b.opts.Namespace != "" && m.Namespace != b.opts.Namespace {
+		b.malformed.Add(1)
+		b.log.Warn("invalidate: ignored a message for another namespace", "channel", b.opts.Channel, "namespace", m.Namespace)
+		return
+	}
+	b.received.Add(1)
+	if m.All {
+		b.handler.InvalidateAll()
+		return
+	}
+	b.handler.Invalidate(m.Keys)
+}

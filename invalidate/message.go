@@ -1,0 +1,163 @@
+package invalidate
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Message is one invalidation: drop the near copies of Keys, or of every
+// key when All is set.
+type Message struct {
+	Keys []string
+	All  bool
+
+	// Namespace is the namespace a library message was published for; it
+	// is empty in an operator's message, which the channel alone scopes.
+	Namespace string
+
+	// Origin is the publishing Bus's ID; zero in an operator's message.
+	Origin ID
+}
+
+// ID identifies a Bus, so that it can skip the messages it published.
+type ID [16]byte
+
+// Wire forms of a payload on the channel (see the package documentation).
+const (
+	frameMarker  = 0x00 // first byte of a library frame
+	frameVersion = 1
+	flagAll      = 0x01
+	escapeMarker = '='
+	allMarker    = "*"
+
+	// DefaultMaxMessageBytes is the default bound on a payload's size.
+	DefaultMaxMessageBytes = 1 << 20
+)
+
+// ErrMalformed is matched by every error Parse returns.
+var ErrMalformed = errors.New("invalidate: malformed message")
+
+// ErrUnknownVersion is matched by the error for a library frame of a
+// version this package does not know; it also matches ErrMalformed.
+var ErrUnknownVersion = fmt.Errorf("%w: unknown version", ErrMalformed)
+
+// OperatorPayload returns what an operator publishes to drop key: the key
+// itself, or "=" and the key when the key is empty, is "*", or starts with
+// "=" or a NUL byte.
+func OperatorPayload(key string) string {
+	if key == "" || key == allMarker || key[0] == escapeMarker || key[0] == frameMarker {
+		return string(escapeMarker) + key
+	}
+	return key
+}
+
+// AppendFrame appends the library frame of m to dst. Frames are what a Bus
+// publishes: version, flags, origin, namespace and keys, length-prefixed.
+func AppendFrame(dst []byte, m Message) []byte {
+	flags := byte(0)
+	if m.All {
+		flags |= flagAll
+	}
+	dst = append(dst, frameMarker, frameVersion, flags)
+	dst = append(dst, m.Origin[:]...)
+	dst = binary.AppendUvarint(dst, uint64(len(m.Namespace)))
+	dst = append(dst, m.Namespace...)
+	dst = binary.AppendUvarint(dst, uint64(len(m.Keys)))
+	for _, k := range m.Keys {
+		dst = binary.AppendUvarint(dst, uint64(len(k)))
+		dst = append(dst, k...)
+	}
+	return dst
+}
+
+// frameOverhead is the size of a frame with no namespace and no keys.
+const frameOverhead = 3 + len(ID{}) + 2*binary.MaxVarintLen64
+
+// Parse reads a payload received on the channel: an operator's plain key,
+// "=" and a key, "*", or a library frame. Payloads longer than maxBytes
+// (DefaultMaxMessageBytes when maxBytes <= 0) are refused. Every error
+// matches ErrMalformed; Parse never panics.
+func Parse(payload []byte, maxBytes int) (Message, error) {
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxMessageBytes
+	}
+	switch {
+	case len(payload) == 0:
+		return Message{}, fmt.Errorf("%w: empty payload (publish \"=\" to drop the empty key)", ErrMalformed)
+	case len(payload) > maxBytes:
+		return Message{}, fmt.Errorf("%w: %d bytes, over the limit of %d", ErrMalformed, len(payload), maxBytes)
+	case payload[0] == frameMarker:
+		return parseFrame(payload)
+	case string(payload) == allMarker:
+		return Message{All: true}, nil
+	case payload[0] == escapeMarker:
+		return Message{Keys: []string{string(payload[1:])}}, nil
+	}
+	return Message{Keys: []string{string(payload)}}, nil
+}
+
+func parseFrame(p []byte) (Message, error) {
+	bad := func(what string) (Message, error) {
+		return Message{}, fmt.Errorf("%w: frame %s", ErrMalformed, what)
+	}
+	if len(p) < 2 {
+		return bad("truncated before its version")
+	}
+	if p[1] != frameVersion {
+		return Message{}, fmt.Errorf("%w %d (this replica reads version %d)", ErrUnknownVersion, p[1], frameVersion)
+	}
+	if len(p) < 3+len(ID{}) {
+		return bad("truncated in its header")
+	}
+	flags := p[2]
+	if flags&^flagAll != 0 {
+		return bad(fmt.Sprintf("has unknown flags %#x", flags))
+	}
+	var m Message
+	m.All = flags&flagAll != 0
+	copy(m.Origin[:], p[3:])
+	rest := p[3+len(ID{}):]
+
+	field := func() ([]byte, bool) {
+		n, w := binary.Uvarint(rest)
+		if w <= 0 || n > uint64(len(rest)-w) {
+			return nil, false
+		}
+		b := rest[w : w+int(n)]
+		rest = rest[w+int(n):]
+		return b, true
+	}
+	ns, ok := field()
+	if !ok {
+		return bad("has a bad namespace length")
+	}
+	m.Namespace = string(ns)
+	count, w := binary.Uvarint(rest)
+	// Each key takes at least one byte (its length), so a count larger
+	// than what is left is a lie, caught before allocating for it.
+	if w <= 0 || count > uint64(len(rest)-w) {
+		return bad("has a bad key count")
+	}
+	rest = rest[w:]
+	if count > 0 {
+		m.Keys = make([]string, 0, count)
+	}
+	for range count {
+		k, ok := field()
+		if !ok {
+			return bad(fmt.Sprintf("has a bad length for key %d of %d", len(m.Keys)+1, count))
+		}
+		m.Keys = append(m.Keys, string(k))
+	}
+	if len(rest) != 0 {
+		return bad(fmt.Sprintf("has %d bytes after its last key", len(rest)))
+	}
+	if m.All && len(m.Keys) > 0 {
+		return bad("says both all and some keys")
+	}
+	if !m.All && len(m.Keys) == 0 {
+		return bad("carries no key")
+	}
+	return m, nil
+}

@@ -1,0 +1,169 @@
+package tier
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/tier-cache/tier/codec"
+	"github.com/tier-cache/tier/local"
+)
+
+// Options configure a [Cache]. The zero value is valid: a near-only cache
+// with the defaults documented on each field.
+type Options struct {
+	// Redis is the far tier, shared by every replica. Any go-redis client
+	// works (single node, Sentinel failover, Cluster), with the caller's own
+	// TLS, ACL and pool settings; the cache never closes it. Default: nil,
+	// a near-only cache.
+	Redis redis.UniversalClient
+
+	// Namespace prefixes every Redis key ("<Namespace>:<key>"), so that
+	// several caches can share one Redis. Default: "tier".
+	Namespace string
+
+	// NearCapacity is the most entries the near tier holds. Default: 10000.
+	NearCapacity int
+
+	// NearMaxBytes, when > 0, bounds the encoded size of the values in the
+	// near tier (each entry weighs its encoded length). Default: 0, bounded
+	// by NearCapacity alone.
+	NearMaxBytes int64
+
+	// NearTTL is how long a value stays in the near tier; it is also capped
+	// by the time the value has left in Redis. Default: 1m.
+	NearTTL time.Duration
+
+	// FarTTL is how long a loaded or Set value stays in Redis. Default: 10m.
+	FarTTL time.Duration
+
+	// NotFoundTTL is how long a "not found" answer of the loader (see
+	// [ErrNotFound]) is cached, in both tiers. Default: 10s.
+	NotFoundTTL time.Duration
+
+	// Jitter is the largest fraction of a TTL that is randomly taken off
+	// each stored entry, so that keys written together do not expire
+	// together. Must be in [0, 1). Default: 0.1; set DisableJitter for none.
+	Jitter float64
+
+	// DisableJitter stores every entry with its exact TTL.
+	DisableJitter bool
+
+	// Codec encodes values for Redis. Default: codec.Msgpack.
+	Codec codec.Codec
+
+	// CompressAbove compresses encoded values longer than this many bytes
+	// (S2). Default: 0, no compression.
+	CompressAbove int
+
+	// MaxValueBytes is the largest encoded value the cache stores. A loaded
+	// value over it is returned but not cached; Set returns
+	// [ErrValueTooLarge]. Default: 8 MiB.
+	MaxValueBytes int
+
+	// FarTimeout bounds each Redis operation. Default: 100ms.
+	FarTimeout time.Duration
+
+	// LoadTimeout bounds a load, which runs detached from the callers that
+	// wait for it. Default: 30s.
+	LoadTimeout time.Duration
+
+	// DisableInvalidation turns off cross-replica invalidation. By default,
+	// with Redis set, Set, Delete and Invalidate publish the keys they
+	// change on the channel "<Namespace>:invalidate", and every replica
+	// drops its near copies of them (see package invalidate). Turn it off
+	// only when NearTTL alone bounds staleness well enough.
+	DisableInvalidation bool
+
+	// HealthInterval is how long the invalidation subscription may be
+	// silent before it is checked with a PING; a subscription that does not
+	// answer within another HealthInterval is declared lost. Default: 1s.
+	HealthInterval time.Duration
+
+	// Logger receives far-tier errors and corrupt values. Default: none.
+	Logger *slog.Logger
+
+	// Clock judges near-tier deadlines (tests pass a fake one). Default:
+	// the near tier's coarse monotonic clock (see package local).
+	Clock local.Clock
+}
+
+const (
+	defaultNamespace     = "tier"
+	defaultNearCapacity  = 10_000
+	defaultNearTTL       = time.Minute
+	defaultFarTTL        = 10 * time.Minute
+	defaultNotFoundTTL   = 10 * time.Second
+	defaultJitter        = 0.1
+	defaultMaxValueBytes = 8 << 20
+	defaultFarTimeout    = 100 * time.Millisecond
+	defaultLoadTimeout   = 30 * time.Second
+
+	defaultHealthInterval = time.Second
+)
+
+// ErrInvalidOptions is matched by every error [New] returns for bad options.
+var ErrInvalidOptions = errors.New("tier: invalid options")
+
+// withDefaults validates o and returns a copy with the defaults filled in.
+func (o Options) withDefaults() (Options, error) {
+	bad := func(field string, format string, args ...any) error {
+		return fmt.Errorf("%w: %s %s", ErrInvalidOptions, field, fmt.Sprintf(format, args...))
+	}
+	type dur struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}
+	for _, d := range []dur{
+		{"NearTTL", &o.NearTTL, defaultNearTTL},
+		{"FarTTL", &o.FarTTL, defaultFarTTL},
+		{"NotFoundTTL", &o.NotFoundTTL, defaultNotFoundTTL},
+		{"FarTimeout", &o.FarTimeout, defaultFarTimeout},
+		{"LoadTimeout", &o.LoadTimeout, defaultLoadTimeout},
+		{"HealthInterval", &o.HealthInterval, defaultHealthInterval},
+	} {
+		switch {
+		case *d.v < 0:
+			return o, bad(d.name, "must be >= 0, got %v", *d.v)
+		case *d.v == 0:
+			*d.v = d.def
+		case *d.v < time.Millisecond && (d.name == "NearTTL" || d.name == "FarTTL" || d.name == "NotFoundTTL"):
+			// Redis expiries have millisecond resolution.
+			return o, bad(d.name, "must be at least 1ms, got %v", *d.v)
+		}
+	}
+	switch {
+	case o.NearCapacity < 0:
+		return o, bad("NearCapacity", "must be >= 0, got %d", o.NearCapacity)
+	case o.NearMaxBytes < 0:
+		return o, bad("NearMaxBytes", "must be >= 0, got %d", o.NearMaxBytes)
+	case o.Jitter < 0 || o.Jitter >= 1:
+		return o, bad("Jitter", "must be in [0, 1), got %v", o.Jitter)
+	case o.CompressAbove < 0:
+		return o, bad("CompressAbove", "must be >= 0, got %d", o.CompressAbove)
+	case o.MaxValueBytes < 0:
+		return o, bad("MaxValueBytes", "must be >= 0, got %d", o.MaxValueBytes)
+	}
+	if o.Namespace == "" {
+		o.Namespace = defaultNamespace
+	}
+	if o.NearCapacity == 0 {
+		o.NearCapacity = defaultNearCapacity
+	}
+	if o.Jitter == 0 {
+		o.Jitter = defaultJitter
+	}
+	if o.DisableJitter {
+		o.Jitter = 0
+	}
+	if o.MaxValueBytes == 0 {
+		o.MaxValueBytes = defaultMaxValueBytes
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o, nil
+}

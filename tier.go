@@ -1,0 +1,736 @@
+package tier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tier-cache/tier/codec"
+	"github.com/tier-cache/tier/invalidate"
+	"github.com/tier-cache/tier/local"
+	"github.com/tier-cache/tier/remote"
+)
+
+// Errors that callers branch on, matched with [errors.Is].
+var (
+	// ErrNotFound is what a loader returns (or wraps) to say that the key
+	// has no value. The answer is cached for Options.NotFoundTTL in both
+	// tiers, and Get returns ErrNotFound until it expires.
+	ErrNotFound = errors.New("tier: not found")
+
+	// ErrClosed is returned by every call made after Close, and by calls
+	// whose load Close cancelled.
+	ErrClosed = errors.New("tier: cache closed")
+
+	// ErrLoaderPanic is matched by the error that callers get when the
+	// loader panicked. The key is not left stuck: the next Get loads again.
+	ErrLoaderPanic = errors.New("tier: loader panicked")
+
+	// ErrValueTooLarge is matched by the error of Set for a value whose
+	// encoding is longer than Options.MaxValueBytes.
+	ErrValueTooLarge = errors.New("tier: value too large")
+)
+
+// A Loader loads the value of a key from the source of truth when neither
+// tier has it. It returns ErrNotFound (or an error wrapping it) when the
+// key has no value.
+type Loader[V any] interface {
+	Load(ctx context.Context, key string) (V, error)
+}
+
+// LoaderFunc adapts a function to a [Loader].
+type LoaderFunc[V any] func(ctx context.Context, key string) (V, error)
+
+// Load calls f(ctx, key).
+func (f LoaderFunc[V]) Load(ctx context.Context, key string) (V, error) { return f(ctx, key) }
+
+// A BatchLoader loads the values of many keys at once, for [Cache.GetMany].
+// A requested key missing from the returned map has no value: it is
+// cached as not found.
+type BatchLoader[V any] interface {
+	LoadMany(ctx context.Context, keys []string) (map[string]V, error)
+}
+
+// BatchLoaderFunc adapts a function to a [BatchLoader].
+type BatchLoaderFunc[V any] func(ctx context.Context, keys []string) (map[string]V, error)
+
+// LoadMany calls f(ctx, keys).
+func (f BatchLoaderFunc[V]) LoadMany(ctx context.Context, keys []string) (map[string]V, error) {
+	return f(ctx, keys)
+}
+
+// Source says where a value came from.
+type Source uint8
+
+// The sources of a [Result].
+const (
+	SourceNear Source = iota + 1 // the near tier, in this process
+	SourceFar                    // Redis
+	SourceLoad                   // the loader
+)
+
+// String returns "near", "far" or "load".
+func (s Source) String() string {
+	switch s {
+	case SourceNear:
+		return "near"
+	case SourceFar:
+		return "far"
+	case SourceLoad:
+		return "load"
+	}
+	return fmt.Sprintf("Source(%d)", uint8(s))
+}
+
+// Result is a value with where it came from, as returned by [Cache.Fetch].
+type Result[V any] struct {
+	Value  V
+	Source Source
+}
+
+// nearEntry is what the near tier holds: a decoded value, or the
+// remembered answer "not found".
+type nearEntry[V any] struct {
+	value  V
+	absent bool
+}
+
+// Cache is a read-through cache of values of type V in two tiers: a near
+// tier in this process's memory and a far tier in Redis shared by every
+// replica. It is safe for concurrent use. Create one with [New] and Close
+// it when done.
+type Cache[V any] struct {
+	opts   Options
+	near   *local.Cache[string, nearEntry[V]]
+	far    *remote.Store   // nil: near-only
+	bus    *invalidate.Bus // nil: no cross-replica invalidation
+	format *codec.Format
+	log    *slog.Logger
+
+	// nearOK is false while invalidations may be lost (the subscription is
+	// down or not yet confirmed): the near tier then stores nothing, so it
+	// serves nothing that a lost message should have removed.
+	nearOK atomic.Bool
+
+	mu      sync.Mutex
+	flights map[string]*flight[V]
+	wg      sync.WaitGroup // running loads
+
+	closing   context.Context // cancelled by Close; ends running loads
+	cancel    context.CancelFunc
+	closed    atomic.Bool
+	closeOnce sync.Once
+
+	stats counters
+
+	// busEvent, when set (by tests), is called after each invalidation
+	// event is applied: "keys", "all", "down" or "up".
+	busEvent atomic.Pointer[func(event string)]
+}
+
+type counters struct {
+	farHits, misses, loads, loadErrors, farErrors, corrupt, notCached, invalidations atomic.Uint64
+}
+
+// New returns a cache configured by opts, or an error matching
+// [ErrInvalidOptions] that names the offending field.
+func New[V any](opts Options) (*Cache[V], error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	format, err := codec.New(codec.Options{Codec: o.Codec, CompressAbove: o.CompressAbove})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+	}
+	c := &Cache[V]{opts: o, format: format, log: o.Logger, flights: map[string]*flight[V]{}}
+	if o.Redis != nil {
+		c.far, err = remote.New(o.Redis, remote.Options{Namespace: o.Namespace, Timeout: o.FarTimeout})
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+		}
+	}
+	c.near, err = local.New(local.Options[string, nearEntry[V]]{
+		Capacity:  o.NearCapacity,
+		MaxWeight: o.NearMaxBytes,
+		TTL:       o.NearTTL,
+		Clock:     o.Clock,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+	}
+	c.closing, c.cancel = context.WithCancel(context.Background())
+	c.nearOK.Store(true)
+	if o.Redis != nil && !o.DisableInvalidation {
+		c.nearOK.Store(false) // until the subscription is confirmed
+		c.bus, err = invalidate.New(o.Redis, busHandler[V]{c}, invalidate.Options{
+			Channel:        o.Namespace + ":invalidate",
+			Namespace:      o.Namespace,
+			HealthInterval: o.HealthInterval,
+			Timeout:        o.FarTimeout,
+			Logger:         o.Logger,
+		})
+		if err != nil {
+			c.near.Close()
+			return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+		}
+		// Give the subscription a moment, so that a fresh cache uses its
+		// near tier at once; if Redis is slow or down, it starts without.
+		ctx, cancel := context.WithTimeout(context.Background(), o.FarTimeout)
+		_ = c.bus.WaitConnected(ctx)
+		cancel()
+	}
+	return c, nil
+}
+
+// busHandler applies received invalidations to the near tier.
+type busHandler[V any] struct{ c *Cache[V] }
+
+func (h busHandler[V]) Invalidate(keys []string) {
+	h.c.stats.invalidations.Add(uint64(len(keys)))
+	for _, k := range keys {
+		h.c.near.Delete(k)
+	}
+	h.event("keys")
+}
+
+func (h busHandler[V]) InvalidateAll() {
+	h.c.stats.invalidations.Add(1)
+	h.c.near.Purge()
+	h.event("all")
+}
+
+func (h busHandler[V]) event(e string) {
+	if f := h.c.busEvent.Load(); f != nil {
+		(*f)(e)
+	}
+}
+
+// Disconnected stops near fills first, then drops everything: a fill that
+// passes the check before the flag flips has a guard older than the Purge.
+func (h busHandler[V]) Disconnected() {
+	h.c.nearOK.Store(false)
+	h.c.near.Purge()
+	h.event("down")
+}
+
+// Connected drops everything cached before the confirmation, then allows
+// fills again: a fill allowed now started its read after the Purge, so
+// after the subscription was confirmed.
+func (h busHandler[V]) Connected() {
+	h.c.near.Purge()
+	h.c.nearOK.Store(true)
+	h.event("up")
+}
+
+// fillNear stores a value read under guard in the near tier, unless the
+// near tier is suspended or the key was changed since guard was taken.
+func (c *Cache[V]) fillNear(guard local.FillGuard, key string, e nearEntry[V], ttl time.Duration, weight int64) {
+	if c.nearOK.Load() {
+		c.near.Fill(guard, key, e, ttl, weight)
+	}
+}
+
+// Get returns the value of key: from the near tier if it has it, else from
+// Redis, else from loader, storing what it found in the tiers that lacked
+// it. Concurrent Gets of one key share one Redis read and at most one load,
+// which runs detached from their contexts (bounded by Options.LoadTimeout);
+// each caller stops waiting when its own ctx ends. A loader's ErrNotFound
+// is cached and returned as ErrNotFound. Redis errors are counted and
+// logged, never returned: without Redis the cache loads from the source.
+//
+// A near hit allocates nothing and locks one shard of the near tier.
+func (c *Cache[V]) Get(ctx context.Context, key string, loader Loader[V]) (V, error) {
+	if e, ok := c.near.Get(key); ok && !c.closed.Load() {
+		if e.absent {
+			var zero V
+			return zero, ErrNotFound
+		}
+		return e.value, nil
+	}
+	r, err := c.fetchSlow(ctx, key, loader)
+	return r.Value, err
+}
+
+// Fetch is [Cache.Get] that also tells where the value came from.
+func (c *Cache[V]) Fetch(ctx context.Context, key string, loader Loader[V]) (Result[V], error) {
+	if e, ok := c.near.Get(key); ok && !c.closed.Load() {
+		if e.absent {
+			return Result[V]{Source: SourceNear}, ErrNotFound
+		}
+		return Result[V]{Value: e.value, Source: SourceNear}, nil
+	}
+	return c.fetchSlow(ctx, key, loader)
+}
+
+// Wrap returns fn cached behind its own signature: each call is a
+// [Cache.Get] with fn as the loader. It is the counterpart of a
+// @cached(ttl=...) decorator: `getUser = users.Wrap(db.GetUser)`.
+func (c *Cache[V]) Wrap(fn func(ctx context.Context, key string) (V, error)) func(ctx context.Context, key string) (V, error) {
+	loader := LoaderFunc[V](fn)
+	return func(ctx context.Context, key string) (V, error) {
+		return c.Get(ctx, key, loader)
+	}
+}
+
+// flight is one shared far read and load of a key.
+type flight[V any] struct {
+	done chan struct{}
+	res  Result[V]
+	err  error
+}
+
+func (c *Cache[V]) fetchSlow(ctx context.Context, key string, loader Loader[V]) (Result[V], error) {
+	if c.closed.Load() {
+		return Result[V]{}, ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return Result[V]{}, err
+	}
+	c.mu.Lock()
+	f := c.flights[key]
+	if f == nil {
+		f = &flight[V]{done: make(chan struct{})}
+		c.flights[key] = f
+		c.wg.Add(1)
+		go c.run(ctx, key, f, loader)
+	}
+	c.mu.Unlock()
+	select {
+	case <-f.done:
+		return f.res, f.err
+	case <-ctx.Done():
+		return Result[V]{}, ctx.Err()
+	}
+}
+
+// run performs a flight: it outlives the caller that started it, keeps the
+// caller's context values, and ends at LoadTimeout or Close.
+func (c *Cache[V]) run(parent context.Context, key string, f *flight[V], loader Loader[V]) {
+	defer c.wg.Done()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), c.opts.LoadTimeout)
+	stop := context.AfterFunc(c.closing, cancel)
+	f.res, f.err = c.readThrough(ctx, key, loader)
+	stop()
+	cancel()
+	if f.err != nil && c.closing.Err() != nil && !errors.Is(f.err, ErrNotFound) {
+		f.err = fmt.Errorf("%w (load of %q cancelled: %w)", ErrClosed, key, f.err)
+	}
+	c.mu.Lock()
+	delete(c.flights, key)
+	c.mu.Unlock()
+	close(f.done)
+}
+
+// readThrough looks key up in Redis, then in the source, and fills the
+// tiers that missed. The near fill is guarded: a Set, Delete or
+// invalidation of key after the guard was taken keeps what this flight
+// read out of the near tier.
+func (c *Cache[V]) readThrough(ctx context.Context, key string, loader Loader[V]) (Result[V], error) {
+	guard := c.near.StartFill()
+	// A value stored while this flight was being set up counts as a hit.
+	if e, ok := c.near.Peek(key); ok {
+		if e.absent {
+			return Result[V]{Source: SourceNear}, ErrNotFound
+		}
+		return Result[V]{Value: e.value, Source: SourceNear}, nil
+	}
+	if c.far != nil {
+		item, found, err := c.far.Get(ctx, key)
+		if err != nil {
+			c.farError("get", key, err)
+		} else if found {
+			if v, absent, ok := c.decode(key, item.Value); ok {
+				c.stats.farHits.Add(1)
+				ttl := c.opts.NearTTL
+				if absent {
+					ttl = c.opts.NotFoundTTL
+				}
+				c.fillNear(guard, key, nearEntry[V]{value: v, absent: absent}, c.nearTTL(ttl, item.TTL), int64(len(item.Value)))
+				if absent {
+					return Result[V]{Source: SourceFar}, ErrNotFound
+				}
+				return Result[V]{Value: v, Source: SourceFar}, nil
+			}
+		}
+	}
+	c.stats.misses.Add(1)
+	v, err := c.load(ctx, key, loader)
+	if errors.Is(err, ErrNotFound) {
+		c.storeAbsent(ctx, guard, []string{key})
+		return Result[V]{Source: SourceLoad}, ErrNotFound
+	}
+	if err != nil {
+		c.stats.loadErrors.Add(1)
+		return Result[V]{Source: SourceLoad}, fmt.Errorf("tier: load %q: %w", key, err)
+	}
+	if data, ok := c.encodeForStore(key, v); ok {
+		if c.far != nil {
+			if err := c.far.Set(ctx, key, data, c.jitter(c.opts.FarTTL)); err != nil {
+				c.farError("set", key, err)
+			}
+		}
+		c.fillNear(guard, key, nearEntry[V]{value: v}, c.jitter(c.opts.NearTTL), int64(len(data)))
+	}
+	return Result[V]{Value: v, Source: SourceLoad}, nil
+}
+
+// load calls the loader, turning a panic into an error.
+func (c *Cache[V]) load(ctx context.Context, key string, loader Loader[V]) (v V, err error) {
+	c.stats.loads.Add(1)
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("tier: loader panicked", "key", key, "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("%w: %v", ErrLoaderPanic, r)
+		}
+	}()
+	return loader.Load(ctx, key)
+}
+
+// decode turns bytes read from Redis into a value, or reports absent for a
+// cached "not found". Bytes that do not decode are counted and logged, and
+// ok is false: the caller treats them as a miss and overwrites them.
+func (c *Cache[V]) decode(key string, data []byte) (v V, absent, ok bool) {
+	if codec.IsTombstone(data) {
+		return v, true, true
+	}
+	if err := c.format.Decode(data, &v); err != nil {
+		c.stats.corrupt.Add(1)
+		c.log.Warn("tier: corrupt value in Redis; reloading", "key", key, "err", err)
+		var zero V
+		return zero, false, false
+	}
+	return v, false, true
+}
+
+// encode returns the bytes stored in Redis for v.
+func (c *Cache[V]) encode(key string, v V) ([]byte, error) {
+	data, err := c.format.Encode(v)
+	if err != nil {
+		return nil, fmt.Errorf("tier: encode %q: %w", key, err)
+	}
+	if len(data) > c.opts.MaxValueBytes {
+		return nil, fmt.Errorf("%w: %q encodes to %d bytes, over MaxValueBytes (%d)", ErrValueTooLarge, key, len(data), c.opts.MaxValueBytes)
+	}
+	return data, nil
+}
+
+// encodeForStore encodes a loaded value; a value that cannot be stored is
+// counted and logged, and returned to the callers uncached.
+func (c *Cache[V]) encodeForStore(key string, v V) ([]byte, bool) {
+	data, err := c.encode(key, v)
+	if err != nil {
+		c.stats.notCached.Add(1)
+		c.log.Warn("tier: loaded value not cached", "key", key, "err", err)
+		return nil, false
+	}
+	return data, true
+}
+
+// storeAbsent caches "not found" for keys in both tiers.
+func (c *Cache[V]) storeAbsent(ctx context.Context, guard local.FillGuard, keys []string) {
+	tomb := codec.Tombstone()
+	if c.far != nil {
+		items := make(map[string]remote.Item, len(keys))
+		for _, k := range keys {
+			items[k] = remote.Item{Value: tomb, TTL: c.jitter(c.opts.NotFoundTTL)}
+		}
+		if err := c.far.SetMany(ctx, items); err != nil {
+			c.farError("set", keys[0], err)
+		}
+	}
+	for _, k := range keys {
+		c.fillNear(guard, k, nearEntry[V]{absent: true}, c.jitter(c.opts.NotFoundTTL), int64(len(tomb)))
+	}
+}
+
+func (c *Cache[V]) farError(op, key string, err error) {
+	c.stats.farErrors.Add(1)
+	c.log.Warn("tier: Redis unavailable; serving from the source", "op", op, "key", key, "err", err)
+}
+
+// jitter takes a random fraction, up to Options.Jitter, off ttl.
+func (c *Cache[V]) jitter(ttl time.Duration) time.Duration {
+	if c.opts.Jitter == 0 {
+		return ttl
+	}
+	return ttl - time.Duration(rand.Float64()*c.opts.Jitter*float64(ttl))
+}
+
+// nearTTL is the jittered ttl, capped by the time the far copy has left.
+func (c *Cache[V]) nearTTL(ttl, farLeft time.Duration) time.Duration {
+	t := c.jitter(ttl)
+	if farLeft > 0 && farLeft < t {
+		t = farLeft
+	}
+	return t
+}
+
+// Set stores value under key in both tiers and tells the other replicas
+// to drop their near copies. The near tier is updated even if Redis fails,
+// so this process reads its own write; the Redis error is returned. A value
+// over Options.MaxValueBytes is not stored and the error matches
+// ErrValueTooLarge.
+func (c *Cache[V]) Set(ctx context.Context, key string, value V) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	data, err := c.encode(key, value)
+	if err != nil {
+		return err
+	}
+	// Delete first, so that loads under way cannot store over this value,
+	// then fill under a guard, so that a lost subscription cannot leave it.
+	c.near.Delete(key)
+	c.fillNear(c.near.StartFill(), key, nearEntry[V]{value: value}, c.jitter(c.opts.NearTTL), int64(len(data)))
+	if c.far != nil {
+		if err := c.far.Set(ctx, key, data, c.jitter(c.opts.FarTTL)); err != nil {
+			c.stats.farErrors.Add(1)
+			return fmt.Errorf("tier: set %q: %w", key, err)
+		}
+	}
+	return c.publish(ctx, "set", key)
+}
+
+// Delete removes keys from both tiers and tells the other replicas to drop
+// their near copies. Loads of these keys that are under way do not store
+// what they read in the near tier. The Redis error, if any, is returned
+// after the near tier was cleared.
+func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	c.DropNear(keys...)
+	if c.far != nil {
+		if err := c.far.Delete(ctx, keys...); err != nil {
+			c.stats.farErrors.Add(1)
+			return fmt.Errorf("tier: delete: %w", err)
+		}
+	}
+	return c.publish(ctx, "delete", keys...)
+}
+
+// Invalidate drops the near copies of keys in every replica, this one
+// included, and leaves Redis as it is: use it after changing Redis by
+// other means. Without invalidation (no Redis, or DisableInvalidation) it
+// drops this replica's copies only.
+func (c *Cache[V]) Invalidate(ctx context.Context, keys ...string) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	c.DropNear(keys...)
+	return c.publish(ctx, "invalidate", keys...)
+}
+
+// InvalidateAll drops every near copy in every replica.
+func (c *Cache[V]) InvalidateAll(ctx context.Context) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	c.near.Purge()
+	if c.bus == nil {
+		return nil
+	}
+	if err := c.bus.PublishAll(ctx); err != nil {
+		c.stats.farErrors.Add(1)
+		return fmt.Errorf("tier: invalidate all: %w", err)
+	}
+	return nil
+}
+
+func (c *Cache[V]) publish(ctx context.Context, op string, keys ...string) error {
+	if c.bus == nil {
+		return nil
+	}
+	if err := c.bus.Publish(ctx, keys...); err != nil {
+		c.stats.farErrors.Add(1)
+		return fmt.Errorf("tier: %s: %w", op, err)
+	}
+	return nil
+}
+
+// DropNear removes keys from this process's near tier only; the next Get
+// of each reads Redis. Loads of these keys under way do not store what they
+// read in the near tier.
+func (c *Cache[V]) DropNear(keys ...string) {
+	for _, k := range keys {
+		c.near.Delete(k)
+	}
+}
+
+// GetMany returns the values of keys: near hits first, then all near
+// misses from Redis in one round trip, then one call of loader for what is
+// left, whose results are stored in both tiers (Redis in one round trip).
+// Keys without a value (cached or loaded as not found) are absent from the
+// map. If the loader fails, GetMany returns what it found with the error.
+// GetMany runs in the caller's context and does not join the flights of
+// concurrent Gets; its fills are guarded against invalidations all the same.
+func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoader[V]) (map[string]V, error) {
+	if c.closed.Load() {
+		return nil, ErrClosed
+	}
+	out := make(map[string]V, len(keys))
+	seen := make(map[string]struct{}, len(keys))
+	var missing []string
+	for _, k := range keys {
+		if _, dup := seen[k]; dup {
+			continue
+		}
+		seen[k] = struct{}{}
+		if e, ok := c.near.Get(k); ok {
+			if !e.absent {
+				out[k] = e.value
+			}
+			continue
+		}
+		missing = append(missing, k)
+	}
+	if len(missing) == 0 {
+		return out, nil
+	}
+	guard := c.near.StartFill()
+	toLoad := missing
+	if c.far != nil {
+		items, err := c.far.GetMany(ctx, missing)
+		if err != nil {
+			c.farError("getmany", missing[0], err)
+		} else {
+			toLoad = toLoad[:0:0]
+			for _, k := range missing {
+				item, found := items[k]
+				if !found {
+					toLoad = append(toLoad, k)
+					continue
+				}
+				v, absent, ok := c.decode(k, item.Value)
+				if !ok {
+					toLoad = append(toLoad, k)
+					continue
+				}
+				c.stats.farHits.Add(1)
+				ttl := c.opts.NearTTL
+				if absent {
+					ttl = c.opts.NotFoundTTL
+				} else {
+					out[k] = v
+				}
+				c.fillNear(guard, k, nearEntry[V]{value: v, absent: absent}, c.nearTTL(ttl, item.TTL), int64(len(item.Value)))
+			}
+		}
+	}
+	if len(toLoad) == 0 {
+		return out, nil
+	}
+	c.stats.misses.Add(uint64(len(toLoad)))
+	loaded, err := c.loadMany(ctx, loader, toLoad)
+	if err != nil {
+		c.stats.loadErrors.Add(1)
+		return out, fmt.Errorf("tier: load %d keys: %w", len(toLoad), err)
+	}
+	var absent []string
+	items := make(map[string]remote.Item, len(toLoad))
+	for _, k := range toLoad {
+		v, ok := loaded[k]
+		if !ok {
+			absent = append(absent, k)
+			continue
+		}
+		out[k] = v
+		data, ok := c.encodeForStore(k, v)
+		if !ok {
+			continue
+		}
+		items[k] = remote.Item{Value: data, TTL: c.jitter(c.opts.FarTTL)}
+		c.fillNear(guard, k, nearEntry[V]{value: v}, c.jitter(c.opts.NearTTL), int64(len(data)))
+	}
+	if c.far != nil && len(items) > 0 {
+		if err := c.far.SetMany(ctx, items); err != nil {
+			c.farError("setmany", toLoad[0], err)
+		}
+	}
+	if len(absent) > 0 {
+		c.storeAbsent(ctx, guard, absent)
+	}
+	return out, nil
+}
+
+// loadMany calls the batch loader, turning a panic into an error.
+func (c *Cache[V]) loadMany(ctx context.Context, loader BatchLoader[V], keys []string) (m map[string]V, err error) {
+	c.stats.loads.Add(1)
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("tier: batch loader panicked", "keys", len(keys), "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("%w: %v", ErrLoaderPanic, r)
+		}
+	}()
+	return loader.LoadMany(ctx, keys)
+}
+
+// Stats counts what the cache has done since it was created.
+type Stats struct {
+	NearHits   uint64 // lookups answered by the near tier
+	FarHits    uint64 // near misses answered by Redis
+	Misses     uint64 // keys found in neither tier
+	Loads      uint64 // loader calls (GetMany's batch loader counts once a batch)
+	LoadErrors uint64 // loads that failed (not counting ErrNotFound)
+	FarErrors  uint64 // Redis operations that failed
+	Corrupt    uint64 // values in Redis that did not decode, reloaded and overwritten
+	NotCached  uint64 // loaded values returned but not stored (too large, not encodable)
+	Evictions  uint64 // near entries evicted to make room
+
+	Invalidations uint64 // keys dropped on messages from other replicas or operators
+	Malformed     uint64 // invalidation messages ignored as malformed
+	Losses        uint64 // invalidation subscriptions lost (near tier dropped)
+	Reconnects    uint64 // subscriptions re-established after a loss
+}
+
+// Stats returns the counters.
+func (c *Cache[V]) Stats() Stats {
+	n := c.near.Stats()
+	st := Stats{
+		NearHits:   n.Hits,
+		FarHits:    c.stats.farHits.Load(),
+		Misses:     c.stats.misses.Load(),
+		Loads:      c.stats.loads.Load(),
+		LoadErrors: c.stats.loadErrors.Load(),
+		FarErrors:  c.stats.farErrors.Load(),
+		Corrupt:    c.stats.corrupt.Load(),
+		NotCached:  c.stats.notCached.Load(),
+		Evictions:  n.Evictions,
+
+		Invalidations: c.stats.invalidations.Load(),
+	}
+	if c.bus != nil {
+		b := c.bus.Stats()
+		st.Malformed, st.Losses, st.Reconnects = b.Malformed, b.Losses, b.Reconnects
+	}
+	return st
+}
+
+// Close cancels running loads, waits for them to end, and stops the near
+// tier's goroutine. Calls made after Close return ErrClosed. Close does not
+// close the Redis client, which belongs to the caller. It is idempotent.
+func (c *Cache[V]) Close() error {
+	c.closeOnce.Do(func() {
+		c.closed.Store(true)
+		if c.bus != nil {
+			c.bus.Close()
+		}
+		c.cancel()
+		c.wg.Wait()
+		c.near.Close()
+	})
+	return nil
+}
