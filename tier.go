@@ -294,14 +294,33 @@ func (c *Cache[V]) fetchSlow(ctx context.Context, key string, loader Loader[V]) 
 		return Result[V]{}, err
 	}
 	c.mu.Lock()
-	f := c.flights[key]
-	if f == nil {
-		f = &flight[V]{done: make(chan struct{})}
-		c.flights[key] = f
-		c.wg.Add(1)
-		go c.run(ctx, key, f, loader)
+	if f := c.flights[key]; f != nil {
+		c.mu.Unlock()
+		return f.wait(ctx)
 	}
+	f := &flight[V]{done: make(chan struct{})}
+	c.flights[key] = f
+	c.wg.Add(1)
 	c.mu.Unlock()
+
+	// The caller that started the flight reads the near tier again and
+	// Redis itself, under its own context: a far hit then costs no
+	// goroutine hand-off. Only a load, which must outlive the caller, runs
+	// on a goroutine of its own.
+	guard := c.near.StartFill()
+	r, found, err := c.lookup(ctx, key, guard)
+	if found {
+		c.finish(key, f, r, err)
+		return r, err
+	}
+	// If this caller's context cut the Redis read short, the goroutine
+	// reads Redis again before it loads.
+	go c.run(ctx, key, f, loader, guard, ctx.Err() != nil)
+	return f.wait(ctx)
+}
+
+// wait returns the flight's result, or ctx's error if ctx ends first.
+func (f *flight[V]) wait(ctx context.Context) (Result[V], error) {
 	select {
 	case <-f.done:
 		return f.res, f.err
@@ -310,56 +329,80 @@ func (c *Cache[V]) fetchSlow(ctx context.Context, key string, loader Loader[V]) 
 	}
 }
 
-// run performs a flight: it outlives the caller that started it, keeps the
-// caller's context values, and ends at LoadTimeout or Close.
-func (c *Cache[V]) run(parent context.Context, key string, f *flight[V], loader Loader[V]) {
-	defer c.wg.Done()
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), c.opts.LoadTimeout)
-	stop := context.AfterFunc(c.closing, cancel)
-	f.res, f.err = c.readThrough(ctx, key, loader)
-	stop()
-	cancel()
-	if f.err != nil && c.closing.Err() != nil && !errors.Is(f.err, ErrNotFound) {
-		f.err = fmt.Errorf("%w (load of %q cancelled: %w)", ErrClosed, key, f.err)
-	}
+// finish publishes a flight's result to its waiters.
+func (c *Cache[V]) finish(key string, f *flight[V], r Result[V], err error) {
+	f.res, f.err = r, err
 	c.mu.Lock()
 	delete(c.flights, key)
 	c.mu.Unlock()
 	close(f.done)
+	c.wg.Done()
 }
 
-// readThrough looks key up in Redis, then in the source, and fills the
-// tiers that missed. The near fill is guarded: a Set, Delete or
-// invalidation of key after the guard was taken keeps what this flight
-// read out of the near tier.
-func (c *Cache[V]) readThrough(ctx context.Context, key string, loader Loader[V]) (Result[V], error) {
-	guard := c.near.StartFill()
-	// A value stored while this flight was being set up counts as a hit.
+// run completes a flight with a load: it outlives the caller that started
+// it, keeps the caller's context values, and ends at LoadTimeout or Close.
+func (c *Cache[V]) run(parent context.Context, key string, f *flight[V], loader Loader[V], guard local.FillGuard, lookAgain bool) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), c.opts.LoadTimeout)
+	stop := context.AfterFunc(c.closing, cancel)
+	r, found, err := Result[V]{}, false, error(nil)
+	if lookAgain {
+		r, found, err = c.lookup(ctx, key, guard)
+	}
+	if !found {
+		r, err = c.loadThrough(ctx, key, loader, guard)
+	}
+	stop()
+	cancel()
+	if err != nil && c.closing.Err() != nil && !errors.Is(err, ErrNotFound) {
+		err = fmt.Errorf("%w (load of %q cancelled: %w)", ErrClosed, key, err)
+	}
+	c.finish(key, f, r, err)
+}
+
+// lookup reads key from the near tier and then from Redis, and reports
+// whether either answered. A far hit is stored in the near tier under
+// guard: a Set, Delete or invalidation of key after the guard was taken
+// keeps it out.
+func (c *Cache[V]) lookup(ctx context.Context, key string, guard local.FillGuard) (Result[V], bool, error) {
+	// A value stored while the flight was being set up counts as a hit.
 	if e, ok := c.near.Peek(key); ok {
 		if e.absent {
-			return Result[V]{Source: SourceNear}, ErrNotFound
+			return Result[V]{Source: SourceNear}, true, ErrNotFound
 		}
-		return Result[V]{Value: e.value, Source: SourceNear}, nil
+		return Result[V]{Value: e.value, Source: SourceNear}, true, nil
 	}
-	if c.far != nil {
-		item, found, err := c.far.Get(ctx, key)
-		if err != nil {
+	if c.far == nil {
+		return Result[V]{}, false, nil
+	}
+	item, found, err := c.far.Get(ctx, key)
+	if err != nil {
+		if ctx.Err() == nil { // not the caller giving up
 			c.farError("get", key, err)
-		} else if found {
-			if v, absent, ok := c.decode(key, item.Value); ok {
-				c.stats.farHits.Add(1)
-				ttl := c.opts.NearTTL
-				if absent {
-					ttl = c.opts.NotFoundTTL
-				}
-				c.fillNear(guard, key, nearEntry[V]{value: v, absent: absent}, c.nearTTL(ttl, item.TTL), int64(len(item.Value)))
-				if absent {
-					return Result[V]{Source: SourceFar}, ErrNotFound
-				}
-				return Result[V]{Value: v, Source: SourceFar}, nil
-			}
 		}
+		return Result[V]{}, false, nil
 	}
+	if !found {
+		return Result[V]{}, false, nil
+	}
+	v, absent, ok := c.decode(key, item.Value)
+	if !ok {
+		return Result[V]{}, false, nil
+	}
+	c.stats.farHits.Add(1)
+	ttl := c.opts.NearTTL
+	if absent {
+		ttl = c.opts.NotFoundTTL
+	}
+	c.fillNear(guard, key, nearEntry[V]{value: v, absent: absent}, c.nearTTL(ttl, item.TTL), int64(len(item.Value)))
+	if absent {
+		return Result[V]{Source: SourceFar}, true, ErrNotFound
+	}
+	return Result[V]{Value: v, Source: SourceFar}, true, nil
+}
+
+// loadThrough calls the loader and stores what it returns in both tiers,
+// the near tier under guard.
+func (c *Cache[V]) loadThrough(ctx context.Context, key string, loader Loader[V], guard local.FillGuard) (Result[V], error) {
 	c.stats.misses.Add(1)
 	v, err := c.load(ctx, key, loader)
 	if errors.Is(err, ErrNotFound) {
@@ -489,13 +532,35 @@ func (c *Cache[V]) Set(ctx context.Context, key string, value V) error {
 	// then fill under a guard, so that a lost subscription cannot leave it.
 	c.near.Delete(key)
 	c.fillNear(c.near.StartFill(), key, nearEntry[V]{value: value}, c.jitter(c.opts.NearTTL), int64(len(data)))
-	if c.far != nil {
-		if err := c.far.Set(ctx, key, data, c.jitter(c.opts.FarTTL)); err != nil {
-			c.stats.farErrors.Add(1)
-			return fmt.Errorf("tier: set %q: %w", key, err)
-		}
+	if c.far == nil {
+		return nil
 	}
-	return c.publish(ctx, "set", key)
+	// The write and its invalidation go in one round trip (one MULTI/EXEC
+	// on a single server), so no failure between them leaves other
+	// replicas holding the old value.
+	var err2 error
+	if c.bus == nil {
+		err2 = c.far.Set(ctx, key, data, c.jitter(c.opts.FarTTL))
+	} else if n, nerr := c.notice(key); nerr != nil {
+		err2 = nerr
+	} else {
+		err2 = c.far.SetNotify(ctx, key, data, c.jitter(c.opts.FarTTL), n)
+	}
+	if err2 != nil {
+		c.stats.farErrors.Add(1)
+		return fmt.Errorf("tier: set %q: %w", key, err2)
+	}
+	return nil
+}
+
+// notice is the invalidation of keys, to send with the write that changes
+// them.
+func (c *Cache[V]) notice(keys ...string) (remote.Notice, error) {
+	frames, err := c.bus.Frames(keys...)
+	if err != nil {
+		return remote.Notice{}, err
+	}
+	return remote.Notice{Channel: c.bus.Channel(), Payloads: frames}, nil
 }
 
 // Delete removes keys from both tiers and tells the other replicas to drop
@@ -510,13 +575,22 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
 		return nil
 	}
 	c.DropNear(keys...)
-	if c.far != nil {
-		if err := c.far.Delete(ctx, keys...); err != nil {
-			c.stats.farErrors.Add(1)
-			return fmt.Errorf("tier: delete: %w", err)
-		}
+	if c.far == nil {
+		return nil
 	}
-	return c.publish(ctx, "delete", keys...)
+	var err error
+	if c.bus == nil {
+		err = c.far.Delete(ctx, keys...)
+	} else if n, nerr := c.notice(keys...); nerr != nil {
+		err = nerr
+	} else {
+		err = c.far.DeleteNotify(ctx, keys, n)
+	}
+	if err != nil {
+		c.stats.farErrors.Add(1)
+		return fmt.Errorf("tier: delete: %w", err)
+	}
+	return nil
 }
 
 // Invalidate drops the near copies of keys in every replica, this one

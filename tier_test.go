@@ -573,8 +573,9 @@ func TestSetAndDeleteAcrossReplicas(t *testing.T) {
 	if err := a.Delete(ctx, "k", "x", "y"); err != nil {
 		t.Fatal(err)
 	}
-	if counter.count("UNLINK") != 1 || counter.count("PUBLISH") != 1 {
-		t.Fatalf("Delete of 3 keys sent %v, want one UNLINK and one PUBLISH", counter.commands)
+	if counter.trips.Load() != 1 || counter.count("UNLINK") != 1 || counter.count("PUBLISH") != 1 || counter.count("MULTI") != 1 {
+		t.Fatalf("Delete of 3 keys sent %v in %d round trips, want UNLINK and PUBLISH in one MULTI/EXEC",
+			counter.commands, counter.trips.Load())
 	}
 	if m.Exists("tier:k") {
 		t.Fatal("Delete left the Redis copy")

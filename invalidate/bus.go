@@ -67,7 +67,7 @@ type Stats struct {
 	Received   uint64 // messages applied (from other replicas and operators)
 	Own        uint64 // messages this Bus published, received and skipped
 	Malformed  uint64 // payloads ignored: bad bytes, unknown version, other namespace
-	Published  uint64 // frames published
+	Published  uint64 // frames sent by Publish and PublishAll
 	Reconnects uint64 // subscriptions confirmed after the first: gaps recovered
 	Losses     uint64 // subscriptions lost or declared dead
 }
@@ -192,6 +192,16 @@ func (b *Bus) Publish(ctx context.Context, keys ...string) error {
 // every near copy.
 func (b *Bus) PublishAll(ctx context.Context) error {
 	return b.publish(ctx, [][]byte{AppendFrame(nil, Message{All: true, Namespace: b.opts.Namespace, Origin: b.id})})
+}
+
+// Frames returns the payloads that Publish would send for keys, for a
+// caller that publishes them itself, for example in the same transaction
+// as the write they announce. Receivers skip them as this Bus's own.
+func (b *Bus) Frames(keys ...string) ([][]byte, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	return b.frames(keys)
 }
 
 func (b *Bus) frames(keys []string) ([][]byte, error) {

@@ -65,6 +65,9 @@ func TestOneRoundTripPerOperation(t *testing.T) {
 					return err
 				})
 				measure("Delete(10)", func() error { return s.Delete(ctx, keys[:10]...) })
+				note := remote.Notice{Channel: "ch", Payloads: [][]byte{[]byte("a"), []byte("b")}}
+				measure("SetNotify", func() error { return s.SetNotify(ctx, "one", []byte("v2"), time.Minute, note) })
+				measure("DeleteNotify(10)", func() error { return s.DeleteNotify(ctx, keys[10:20], note) })
 			})
 		}
 	})

@@ -330,3 +330,84 @@ func describe(keys []string) string {
 	}
 	return fmt.Sprintf("%q and %d more", keys[0], len(keys)-1)
 }
+
+// Notice is a pub/sub message sent in the same round trip as a write, so
+// that the write and the news of it travel together.
+type Notice struct {
+	Channel  string
+	Payloads [][]byte // one PUBLISH each
+}
+
+// SetNotify is [Store.Set] that also publishes n, in the same round trip.
+// On a single server the SET and the PUBLISHes form one MULTI/EXEC
+// transaction: either all happen or none does, so no failure between them
+// can leave a write that other replicas never hear of. On a cluster, where
+// a transaction cannot span nodes, they are pipelined.
+func (s *Store) SetNotify(ctx context.Context, key string, value []byte, ttl time.Duration, n Notice) error {
+	if ttl <= 0 {
+		return fmt.Errorf("remote: set %q: ttl %v is not positive", key, ttl)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("remote: set %q: %w", key, err)
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	pipe := s.notifyPipe()
+	pipe.Set(ctx, s.Key(key), value, ceilMillis(ttl))
+	if err := s.execNotify(ctx, pipe, n); err != nil {
+		return fmt.Errorf("remote: set %q: %w", key, withContext(ctx, err))
+	}
+	return nil
+}
+
+// DeleteNotify is [Store.Delete] that also publishes n, in the same round
+// trip and, on a single server, in the same transaction (see SetNotify).
+func (s *Store) DeleteNotify(ctx context.Context, keys []string, n Notice) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("remote: delete %s: %w", describe(keys), err)
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	pipe := s.notifyPipe()
+	if s.singleNode {
+		rks := make([]string, len(keys))
+		for i, k := range keys {
+			rks[i] = s.Key(k)
+		}
+		pipe.Unlink(ctx, rks...)
+	} else {
+		for _, k := range keys {
+			pipe.Unlink(ctx, s.Key(k))
+		}
+	}
+	if err := s.execNotify(ctx, pipe, n); err != nil {
+		return fmt.Errorf("remote: delete %s: %w", describe(keys), withContext(ctx, err))
+	}
+	return nil
+}
+
+func (s *Store) notifyPipe() redis.Pipeliner {
+	if s.singleNode {
+		return s.client.TxPipeline()
+	}
+	return s.client.Pipeline()
+}
+
+func (s *Store) execNotify(ctx context.Context, pipe redis.Pipeliner, n Notice) error {
+	for _, p := range n.Payloads {
+		pipe.Publish(ctx, n.Channel, p)
+	}
+	cmds, err := pipe.Exec(ctx)
+	if err != nil {
+		return err
+	}
+	for _, c := range cmds {
+		if err := c.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}

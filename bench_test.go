@@ -1,0 +1,228 @@
+package tier
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tier-cache/tier/codec"
+	"github.com/tier-cache/tier/internal/redistest"
+)
+
+// benchUser is the struct value the benchmarks cache.
+type benchUser struct {
+	ID    int64
+	Name  string
+	Email string
+	Flags uint32
+}
+
+const benchKeys = 10_000
+
+func benchKeyList() []string {
+	keys := make([]string, benchKeys)
+	for i := range keys {
+		keys[i] = "user:" + strconv.Itoa(i)
+	}
+	return keys
+}
+
+// BenchmarkNearHit is a hit through tier.Cache.Get; compare it with
+// BenchmarkLocalHit, the same hit on the near tier alone.
+func BenchmarkNearHit(b *testing.B) {
+	c, err := New[benchUser](Options{NearCapacity: benchKeys, NearTTL: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	keys := benchKeyList()
+	ctx := context.Background()
+	for i, k := range keys {
+		c.Set(ctx, k, benchUser{ID: int64(i), Name: k})
+	}
+	loader := LoaderFunc[benchUser](func(context.Context, string) (benchUser, error) {
+		b.Fatal("a near hit called the loader")
+		return benchUser{}, nil
+	})
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, err := c.Get(ctx, keys[i], loader); err != nil {
+			b.Fatal(err)
+		}
+		if i++; i == benchKeys {
+			i = 0
+		}
+	}
+}
+
+// BenchmarkLocalHit is the floor for BenchmarkNearHit: the same hits on
+// the near tier of the same kind of cache, filled the same way, without
+// the tier.Cache around it.
+func BenchmarkLocalHit(b *testing.B) {
+	c, err := New[benchUser](Options{NearCapacity: benchKeys, NearTTL: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	keys := benchKeyList()
+	ctx := context.Background()
+	for i, k := range keys {
+		c.Set(ctx, k, benchUser{ID: int64(i), Name: k})
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, ok := c.near.Get(keys[i]); !ok {
+			b.Fatal("miss")
+		}
+		if i++; i == benchKeys {
+			i = 0
+		}
+	}
+}
+
+func benchRedis(b *testing.B) *redis.Client {
+	srv := redistest.Start(b)
+	return srv.Client(b)
+}
+
+// BenchmarkFarHit is a near miss answered by a real redis-server on
+// loopback: one round trip (GET and PTTL pipelined), decode, near fill.
+// Compare it with BenchmarkRawRedisGet of the same bytes.
+func BenchmarkFarHit(b *testing.B) {
+	client := benchRedis(b)
+	c, err := New[benchUser](Options{Redis: client, FarTimeout: time.Second, DisableInvalidation: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	if err := c.Set(ctx, "user:1", benchUser{ID: 1, Name: "Ada Lovelace", Email: "ada@example.com"}); err != nil {
+		b.Fatal(err)
+	}
+	loader := LoaderFunc[benchUser](func(context.Context, string) (benchUser, error) {
+		b.Fatal("a far hit called the loader")
+		return benchUser{}, nil
+	})
+	b.ReportAllocs()
+	for b.Loop() {
+		c.near.Delete("user:1") // every read misses the near tier
+		if r, err := c.Fetch(ctx, "user:1", loader); err != nil || r.Source != SourceFar {
+			b.Fatalf("%+v, %v", r, err)
+		}
+	}
+}
+
+// BenchmarkRawRedisGet is the floor for BenchmarkFarHit: a plain go-redis
+// GET of the same encoded bytes, on the same kind of client.
+func BenchmarkRawRedisGet(b *testing.B) {
+	client := benchRedis(b)
+	f, _ := codec.New(codec.Options{})
+	data, _ := f.Encode(benchUser{ID: 1, Name: "Ada Lovelace", Email: "ada@example.com"})
+	ctx := context.Background()
+	if err := client.Set(ctx, "tier:user:1", data, time.Hour).Err(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := client.Get(ctx, "tier:user:1").Bytes(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPropagation measures how long a change on one replica takes to
+// reach another: from the start of replica A's Set until replica B, which
+// held the old value in its near tier, gets the new value from Get. Next
+// to it, "raw-pubsub" is a plain go-redis PUBLISH until the subscriber
+// receives it, on the same server. Each iteration is one round; run
+// 10k rounds with -benchtime 10000x and read the p50 and p99 metrics.
+func BenchmarkPropagation(b *testing.B) {
+	srv := redistest.Start(b)
+	ctx := context.Background()
+	b.Run("tier", func(b *testing.B) {
+		newReplica := func() *Cache[int] {
+			c, err := New[int](Options{Redis: srv.Client(b), Namespace: "prop", FarTimeout: time.Second})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { c.Close() })
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if err := c.bus.WaitConnected(wctx); err != nil {
+				b.Fatal(err)
+			}
+			return c
+		}
+		a, r := newReplica(), newReplica()
+		got := make(chan struct{}, 16)
+		f := func(e string) {
+			if e == "keys" {
+				got <- struct{}{}
+			}
+		}
+		r.busEvent.Store(&f)
+		loader := LoaderFunc[int](func(context.Context, string) (int, error) { return -1, nil })
+		if err := a.Set(ctx, "k", 0); err != nil {
+			b.Fatal(err)
+		}
+		<-got
+		lat := make([]time.Duration, 0, b.N)
+		i := 0
+		for b.Loop() {
+			b.StopTimer()
+			if v, _ := r.Get(ctx, "k", loader); v != i { // B holds the old value near
+				b.Fatalf("B has %d before round %d", v, i)
+			}
+			i++
+			b.StartTimer()
+			start := time.Now()
+			if err := a.Set(ctx, "k", i); err != nil {
+				b.Fatal(err)
+			}
+			<-got
+			if v, err := r.Get(ctx, "k", loader); err != nil || v != i {
+				b.Fatalf("round %d: B got %d, %v", i, v, err)
+			}
+			lat = append(lat, time.Since(start))
+		}
+		reportPercentiles(b, lat)
+	})
+	b.Run("raw-pubsub", func(b *testing.B) {
+		pub, sub := srv.Client(b), srv.Client(b)
+		ps := sub.Subscribe(ctx, "raw")
+		defer ps.Close()
+		if _, err := ps.Receive(ctx); err != nil { // the subscription confirmation
+			b.Fatal(err)
+		}
+		lat := make([]time.Duration, 0, b.N)
+		for b.Loop() {
+			start := time.Now()
+			if err := pub.Publish(ctx, "raw", "k").Err(); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := ps.ReceiveMessage(ctx); err != nil {
+				b.Fatal(err)
+			}
+			lat = append(lat, time.Since(start))
+		}
+		reportPercentiles(b, lat)
+	})
+}
+
+func reportPercentiles(b *testing.B, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	pct := func(p float64) float64 {
+		return float64(lat[int(p*float64(len(lat)-1))].Microseconds())
+	}
+	b.ReportMetric(pct(0.50), "p50-µs")
+	b.ReportMetric(pct(0.99), "p99-µs")
+}
