@@ -12,10 +12,20 @@
 //
 // # Freshness across replicas
 //
-// A near copy lives at most Options.NearTTL (and never longer than the
-// Redis copy it came from). Until cross-replica invalidation is enabled,
-// that is also how long another replica can serve a value after a Set or
-// Delete made elsewhere: keep NearTTL as short as staleness is tolerable.
+// With Redis set, Set, Delete and Invalidate tell the other replicas, over
+// the pub/sub channel "<Namespace>:invalidate" (package invalidate), to drop
+// their near copies of the keys; Set and Delete send that message in the
+// same round trip, and on a single server the same MULTI/EXEC, as the
+// write. The guarantee: once Set, Delete or Invalidate has returned on one
+// replica, every replica whose subscription is up drops its near copy when
+// the message arrives, and no near copy outlives Options.NearTTL or its
+// Redis copy. A replica whose subscription is lost drops every near copy
+// and stores none from the moment it notices (at once when the connection
+// closes, within 2×Options.HealthInterval when the server stops answering)
+// until the new subscription is confirmed; so after a gap it serves nothing
+// cached before it, and before it notices, copies for at most that long.
+// An operator drops a key on every replica with
+// `redis-cli PUBLISH <Namespace>:invalidate <key>`, and every key with "*".
 //
 // # Reads
 //

@@ -13,6 +13,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"os"
 	"sync"
@@ -67,12 +68,12 @@ func main() {
 	addr := flag.String("redis", os.Getenv("REDIS_ADDR"), "Redis address (default: $REDIS_ADDR, else an embedded miniredis)")
 	delay := flag.Duration("delay", 50*time.Millisecond, "latency of the simulated schema store")
 	flag.Parse()
-	if err := run(*addr, *delay); err != nil {
+	if err := run(os.Stdout, *addr, *delay); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(addr string, delay time.Duration) error {
+func run(w io.Writer, addr string, delay time.Duration) error {
 	if addr == "" {
 		m, err := miniredis.Run()
 		if err != nil {
@@ -80,9 +81,9 @@ func run(addr string, delay time.Duration) error {
 		}
 		defer m.Close()
 		addr = m.Addr()
-		fmt.Printf("Redis: embedded miniredis at %s (pass -redis ADDR for a real one)\n", addr)
+		fmt.Fprintf(w, "Redis: embedded miniredis at %s (pass -redis ADDR for a real one)\n", addr)
 	} else {
-		fmt.Printf("Redis: %s\n", addr)
+		fmt.Fprintf(w, "Redis: %s\n", addr)
 	}
 	store := &schemaStore{delay: delay}
 	ctx := context.Background()
@@ -108,7 +109,7 @@ func run(addr string, delay time.Duration) error {
 	}
 	a, b := replicas[0], replicas[1]
 
-	fmt.Println("\n1. Read-through: miss, load, store in both tiers")
+	fmt.Fprintln(w, "\n1. Read-through: miss, load, store in both tiers")
 	for _, step := range []struct {
 		svc   *SchemaService
 		table string
@@ -118,10 +119,10 @@ func run(addr string, delay time.Duration) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("   %s Get(%q): %d columns from %-4s in %v\n", step.svc.name, step.table, len(r.Value.Columns), r.Source, time.Since(start).Round(time.Microsecond))
+		fmt.Fprintf(w, "   %s Get(%q): %d columns from %-4s in %v\n", step.svc.name, step.table, len(r.Value.Columns), r.Source, time.Since(start).Round(time.Microsecond))
 	}
 
-	fmt.Println("\n2. Stampede: 100 goroutines on each replica ask for one cold key")
+	fmt.Fprintln(w, "\n2. Stampede: 100 goroutines on each replica ask for one cold key")
 	before := store.loads.Load()
 	var wg sync.WaitGroup
 	for _, svc := range replicas {
@@ -134,15 +135,15 @@ func run(addr string, delay time.Duration) error {
 		}
 	}
 	wg.Wait()
-	fmt.Printf("   200 callers, %d load(s) of the store (one per replica at most)\n", store.loads.Load()-before)
+	fmt.Fprintf(w, "   200 callers, %d load(s) of the store (one per replica at most)\n", store.loads.Load()-before)
 
-	fmt.Println("\n3. Not found is cached too")
+	fmt.Fprintln(w, "\n3. Not found is cached too")
 	for range 2 {
 		r, err := a.Get(ctx, "missing")
-		fmt.Printf("   %s Get(\"missing\"): %v from %s\n", a.name, err, r.Source)
+		fmt.Fprintf(w, "   %s Get(\"missing\"): %v from %s\n", a.name, err, r.Source)
 	}
 
-	fmt.Println("\n4. What each path costs")
+	fmt.Fprintln(w, "\n4. What each path costs")
 	const nearReads = 100_000
 	start := time.Now()
 	for range nearReads {
@@ -161,14 +162,14 @@ func run(addr string, delay time.Duration) error {
 		}
 	}
 	farCost := time.Since(start) / farReads
-	fmt.Printf("   near hit: %v   Redis hit: %v   store load: %v\n", nearCost, farCost.Round(time.Microsecond), delay)
+	fmt.Fprintf(w, "   near hit: %v   Redis hit: %v   store load: %v\n", nearCost, farCost.Round(time.Microsecond), delay)
 
-	fmt.Println("\n5. Stats")
+	fmt.Fprintln(w, "\n5. Stats")
 	for _, svc := range replicas {
 		st := svc.cache.Stats()
-		fmt.Printf("   %s: near hits %d, far hits %d, misses %d, loads %d, far errors %d\n",
+		fmt.Fprintf(w, "   %s: near hits %d, far hits %d, misses %d, loads %d, far errors %d\n",
 			svc.name, st.NearHits, st.FarHits, st.Misses, st.Loads, st.FarErrors)
 	}
-	fmt.Printf("   store loads in all: %d\n", store.loads.Load())
+	fmt.Fprintf(w, "   store loads in all: %d\n", store.loads.Load())
 	return nil
 }
