@@ -33,7 +33,8 @@ type Options struct {
 	NearMaxBytes int64
 
 	// NearTTL is how long a value stays in the near tier; it is also capped
-	// by the time the value has left in Redis. Default: 1m.
+	// by the time the value has left in Redis, and so, with Redis set, by
+	// FarTTL. Default: 1m.
 	NearTTL time.Duration
 
 	// FarTTL is how long a loaded or Set value stays in Redis. Default: 10m.

@@ -294,6 +294,12 @@ func (c *Cache[V]) fetchSlow(ctx context.Context, key string, loader Loader[V]) 
 		return Result[V]{}, err
 	}
 	c.mu.Lock()
+	// Checked under mu, which Close takes to set closed: no flight is
+	// added to wg once Close has started waiting for them.
+	if c.closed.Load() {
+		c.mu.Unlock()
+		return Result[V]{}, ErrClosed
+	}
 	if f := c.flights[key]; f != nil {
 		c.mu.Unlock()
 		return f.wait(ctx)
@@ -308,14 +314,14 @@ func (c *Cache[V]) fetchSlow(ctx context.Context, key string, loader Loader[V]) 
 	// goroutine hand-off. Only a load, which must outlive the caller, runs
 	// on a goroutine of its own.
 	guard := c.near.StartFill()
-	r, found, err := c.lookup(ctx, key, guard)
-	if found {
+	r, state, err := c.lookup(ctx, key, guard)
+	if state == hit {
 		c.finish(key, f, r, err)
 		return r, err
 	}
 	// If this caller's context cut the Redis read short, the goroutine
 	// reads Redis again before it loads.
-	go c.run(ctx, key, f, loader, guard, ctx.Err() != nil)
+	go c.run(ctx, key, f, loader, guard, state, ctx.Err() != nil)
 	return f.wait(ctx)
 }
 
@@ -341,15 +347,18 @@ func (c *Cache[V]) finish(key string, f *flight[V], r Result[V], err error) {
 
 // run completes a flight with a load: it outlives the caller that started
 // it, keeps the caller's context values, and ends at LoadTimeout or Close.
-func (c *Cache[V]) run(parent context.Context, key string, f *flight[V], loader Loader[V], guard local.FillGuard, lookAgain bool) {
+func (c *Cache[V]) run(parent context.Context, key string, f *flight[V], loader Loader[V], guard local.FillGuard, state found, lookAgain bool) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), c.opts.LoadTimeout)
 	stop := context.AfterFunc(c.closing, cancel)
-	r, found, err := Result[V]{}, false, error(nil)
+	var (
+		r   Result[V]
+		err error
+	)
 	if lookAgain {
-		r, found, err = c.lookup(ctx, key, guard)
+		r, state, err = c.lookup(ctx, key, guard)
 	}
-	if !found {
-		r, err = c.loadThrough(ctx, key, loader, guard)
+	if state != hit {
+		r, err = c.loadThrough(ctx, key, loader, guard, state == corrupt)
 	}
 	stop()
 	cancel()
@@ -363,30 +372,39 @@ func (c *Cache[V]) run(parent context.Context, key string, f *flight[V], loader 
 // whether either answered. A far hit is stored in the near tier under
 // guard: a Set, Delete or invalidation of key after the guard was taken
 // keeps it out.
-func (c *Cache[V]) lookup(ctx context.Context, key string, guard local.FillGuard) (Result[V], bool, error) {
+// found says what a lookup found.
+type found uint8
+
+const (
+	missed  found = iota // nothing usable: load
+	corrupt              // bytes that do not decode: load and overwrite them
+	hit                  // an answer
+)
+
+func (c *Cache[V]) lookup(ctx context.Context, key string, guard local.FillGuard) (Result[V], found, error) {
 	// A value stored while the flight was being set up counts as a hit.
 	if e, ok := c.near.Peek(key); ok {
 		if e.absent {
-			return Result[V]{Source: SourceNear}, true, ErrNotFound
+			return Result[V]{Source: SourceNear}, hit, ErrNotFound
 		}
-		return Result[V]{Value: e.value, Source: SourceNear}, true, nil
+		return Result[V]{Value: e.value, Source: SourceNear}, hit, nil
 	}
 	if c.far == nil {
-		return Result[V]{}, false, nil
+		return Result[V]{}, missed, nil
 	}
 	item, found, err := c.far.Get(ctx, key)
 	if err != nil {
 		if ctx.Err() == nil { // not the caller giving up
 			c.farError("get", key, err)
 		}
-		return Result[V]{}, false, nil
+		return Result[V]{}, missed, nil
 	}
 	if !found {
-		return Result[V]{}, false, nil
+		return Result[V]{}, missed, nil
 	}
 	v, absent, ok := c.decode(key, item.Value)
 	if !ok {
-		return Result[V]{}, false, nil
+		return Result[V]{}, corrupt, nil
 	}
 	c.stats.farHits.Add(1)
 	ttl := c.opts.NearTTL
@@ -395,18 +413,20 @@ func (c *Cache[V]) lookup(ctx context.Context, key string, guard local.FillGuard
 	}
 	c.fillNear(guard, key, nearEntry[V]{value: v, absent: absent}, c.nearTTL(ttl, item.TTL), int64(len(item.Value)))
 	if absent {
-		return Result[V]{Source: SourceFar}, true, ErrNotFound
+		return Result[V]{Source: SourceFar}, hit, ErrNotFound
 	}
-	return Result[V]{Value: v, Source: SourceFar}, true, nil
+	return Result[V]{Value: v, Source: SourceFar}, hit, nil
 }
 
 // loadThrough calls the loader and stores what it returns in both tiers,
-// the near tier under guard.
-func (c *Cache[V]) loadThrough(ctx context.Context, key string, loader Loader[V], guard local.FillGuard) (Result[V], error) {
+// the near tier under guard. In Redis it adds the value only where the key
+// is absent, so that a load that read the source before a concurrent Set
+// does not overwrite the Set's value; overwrite replaces corrupt bytes.
+func (c *Cache[V]) loadThrough(ctx context.Context, key string, loader Loader[V], guard local.FillGuard, overwrite bool) (Result[V], error) {
 	c.stats.misses.Add(1)
 	v, err := c.load(ctx, key, loader)
 	if errors.Is(err, ErrNotFound) {
-		c.storeAbsent(ctx, guard, []string{key})
+		c.storeAbsent(ctx, guard, []string{key}, overwrite)
 		return Result[V]{Source: SourceLoad}, ErrNotFound
 	}
 	if err != nil {
@@ -414,14 +434,31 @@ func (c *Cache[V]) loadThrough(ctx context.Context, key string, loader Loader[V]
 		return Result[V]{Source: SourceLoad}, fmt.Errorf("tier: load %q: %w", key, err)
 	}
 	if data, ok := c.encodeForStore(key, v); ok {
+		farTTL := c.jitter(c.opts.FarTTL)
 		if c.far != nil {
-			if err := c.far.Set(ctx, key, data, c.jitter(c.opts.FarTTL)); err != nil {
+			var err error
+			if overwrite {
+				err = c.far.Set(ctx, key, data, farTTL)
+			} else {
+				_, err = c.far.Add(ctx, key, data, farTTL)
+			}
+			if err != nil {
 				c.farError("set", key, err)
 			}
 		}
-		c.fillNear(guard, key, nearEntry[V]{value: v}, c.jitter(c.opts.NearTTL), int64(len(data)))
+		c.fillNear(guard, key, nearEntry[V]{value: v}, c.nearTTLFor(farTTL), int64(len(data)))
 	}
 	return Result[V]{Value: v, Source: SourceLoad}, nil
+}
+
+// nearTTLFor is the TTL of a near copy of a value written to Redis for
+// farTTL: the jittered NearTTL, never longer than the Redis copy.
+func (c *Cache[V]) nearTTLFor(farTTL time.Duration) time.Duration {
+	t := c.jitter(c.opts.NearTTL)
+	if c.far != nil && farTTL < t {
+		t = farTTL
+	}
+	return t
 }
 
 // load calls the loader, turning a panic into an error.
@@ -476,20 +513,30 @@ func (c *Cache[V]) encodeForStore(key string, v V) ([]byte, bool) {
 	return data, true
 }
 
-// storeAbsent caches "not found" for keys in both tiers.
-func (c *Cache[V]) storeAbsent(ctx context.Context, guard local.FillGuard, keys []string) {
+// storeAbsent caches "not found" for keys in both tiers; in Redis only
+// where a key is absent, unless overwrite (see loadThrough).
+func (c *Cache[V]) storeAbsent(ctx context.Context, guard local.FillGuard, keys []string, overwrite bool) {
 	tomb := codec.Tombstone()
+	ttls := make([]time.Duration, len(keys))
+	items := make(map[string]remote.Item, len(keys))
+	for i, k := range keys {
+		ttls[i] = c.jitter(c.opts.NotFoundTTL)
+		items[k] = remote.Item{Value: tomb, TTL: ttls[i]}
+	}
 	if c.far != nil {
-		items := make(map[string]remote.Item, len(keys))
-		for _, k := range keys {
-			items[k] = remote.Item{Value: tomb, TTL: c.jitter(c.opts.NotFoundTTL)}
+		var err error
+		if overwrite {
+			err = c.far.SetMany(ctx, items)
+		} else {
+			err = c.far.AddMany(ctx, items)
 		}
-		if err := c.far.SetMany(ctx, items); err != nil {
+		if err != nil {
 			c.farError("set", keys[0], err)
 		}
 	}
-	for _, k := range keys {
-		c.fillNear(guard, k, nearEntry[V]{absent: true}, c.jitter(c.opts.NotFoundTTL), int64(len(tomb)))
+	for i, k := range keys {
+		// The near copy lives no longer than the Redis copy just written.
+		c.fillNear(guard, k, nearEntry[V]{absent: true}, ttls[i], int64(len(tomb)))
 	}
 }
 
@@ -528,27 +575,30 @@ func (c *Cache[V]) Set(ctx context.Context, key string, value V) error {
 	if err != nil {
 		return err
 	}
-	// Delete first, so that loads under way cannot store over this value,
-	// then fill under a guard, so that a lost subscription cannot leave it.
+	// Drop the near copy first, so that loads under way cannot store over
+	// this value; write Redis; drop again, so that a read of this replica
+	// that fetched Redis before the write cannot keep the old value; then
+	// store under a guard, so that a lost subscription cannot leave it.
 	c.near.Delete(key)
-	c.fillNear(c.near.StartFill(), key, nearEntry[V]{value: value}, c.jitter(c.opts.NearTTL), int64(len(data)))
-	if c.far == nil {
-		return nil
+	farTTL := c.jitter(c.opts.FarTTL)
+	var farErr error
+	if c.far != nil {
+		// The write and its invalidation go in one round trip (one
+		// MULTI/EXEC on a single server), so no failure between them
+		// leaves other replicas holding the old value.
+		if c.bus == nil {
+			farErr = c.far.Set(ctx, key, data, farTTL)
+		} else if n, err := c.notice(key); err != nil {
+			farErr = err
+		} else {
+			farErr = c.far.SetNotify(ctx, key, data, farTTL, n)
+		}
 	}
-	// The write and its invalidation go in one round trip (one MULTI/EXEC
-	// on a single server), so no failure between them leaves other
-	// replicas holding the old value.
-	var err2 error
-	if c.bus == nil {
-		err2 = c.far.Set(ctx, key, data, c.jitter(c.opts.FarTTL))
-	} else if n, nerr := c.notice(key); nerr != nil {
-		err2 = nerr
-	} else {
-		err2 = c.far.SetNotify(ctx, key, data, c.jitter(c.opts.FarTTL), n)
-	}
-	if err2 != nil {
+	c.near.Delete(key)
+	c.fillNear(c.near.StartFill(), key, nearEntry[V]{value: value}, c.nearTTLFor(farTTL), int64(len(data)))
+	if farErr != nil {
 		c.stats.farErrors.Add(1)
-		return fmt.Errorf("tier: set %q: %w", key, err2)
+		return fmt.Errorf("tier: set %q: %w", key, farErr)
 	}
 	return nil
 }
@@ -586,6 +636,9 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
 	} else {
 		err = c.far.DeleteNotify(ctx, keys, n)
 	}
+	// Again: a read of this replica that fetched Redis between the first
+	// drop and the delete must not keep what it read.
+	c.DropNear(keys...)
 	if err != nil {
 		c.stats.farErrors.Add(1)
 		return fmt.Errorf("tier: delete: %w", err)
@@ -676,6 +729,7 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 	}
 	guard := c.near.StartFill()
 	toLoad := missing
+	corrupted := map[string]bool{} // read from Redis as bytes that do not decode
 	if c.far != nil {
 		items, err := c.far.GetMany(ctx, missing)
 		if err != nil {
@@ -691,6 +745,7 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 				v, absent, ok := c.decode(k, item.Value)
 				if !ok {
 					toLoad = append(toLoad, k)
+					corrupted[k] = true
 					continue
 				}
 				c.stats.farHits.Add(1)
@@ -713,12 +768,19 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 		c.stats.loadErrors.Add(1)
 		return out, fmt.Errorf("tier: load %d keys: %w", len(toLoad), err)
 	}
-	var absent []string
-	items := make(map[string]remote.Item, len(toLoad))
+	// Values go to Redis only where a key is absent (see loadThrough);
+	// corrupt bytes are overwritten.
+	var absent, absentCorrupt []string
+	add := make(map[string]remote.Item, len(toLoad))
+	set := make(map[string]remote.Item)
 	for _, k := range toLoad {
 		v, ok := loaded[k]
 		if !ok {
-			absent = append(absent, k)
+			if corrupted[k] {
+				absentCorrupt = append(absentCorrupt, k)
+			} else {
+				absent = append(absent, k)
+			}
 			continue
 		}
 		out[k] = v
@@ -726,16 +788,27 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 		if !ok {
 			continue
 		}
-		items[k] = remote.Item{Value: data, TTL: c.jitter(c.opts.FarTTL)}
-		c.fillNear(guard, k, nearEntry[V]{value: v}, c.jitter(c.opts.NearTTL), int64(len(data)))
+		item := remote.Item{Value: data, TTL: c.jitter(c.opts.FarTTL)}
+		if corrupted[k] {
+			set[k] = item
+		} else {
+			add[k] = item
+		}
+		c.fillNear(guard, k, nearEntry[V]{value: v}, c.nearTTLFor(item.TTL), int64(len(data)))
 	}
-	if c.far != nil && len(items) > 0 {
-		if err := c.far.SetMany(ctx, items); err != nil {
+	if c.far != nil {
+		if err := c.far.AddMany(ctx, add); err != nil {
+			c.farError("setmany", toLoad[0], err)
+		}
+		if err := c.far.SetMany(ctx, set); err != nil {
 			c.farError("setmany", toLoad[0], err)
 		}
 	}
 	if len(absent) > 0 {
-		c.storeAbsent(ctx, guard, absent)
+		c.storeAbsent(ctx, guard, absent, false)
+	}
+	if len(absentCorrupt) > 0 {
+		c.storeAbsent(ctx, guard, absentCorrupt, true)
 	}
 	return out, nil
 }
@@ -798,7 +871,9 @@ func (c *Cache[V]) Stats() Stats {
 // close the Redis client, which belongs to the caller. It is idempotent.
 func (c *Cache[V]) Close() error {
 	c.closeOnce.Do(func() {
+		c.mu.Lock()
 		c.closed.Store(true)
+		c.mu.Unlock()
 		if c.bus != nil {
 			c.bus.Close()
 		}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/s2"
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 type inner struct {
@@ -942,5 +943,26 @@ func TestSame(t *testing.T) {
 		if got := same(tt.a, tt.b); got != tt.want {
 			t.Errorf("same(%#v, %#v) = %v, want %v", tt.a, tt.b, got, tt.want)
 		}
+	}
+}
+
+// panicky is a value whose own msgpack method panics.
+type panicky struct{}
+
+func (panicky) EncodeMsgpack(*msgpack.Encoder) error { panic("broken value") }
+
+func TestEncodePanicIsAnError(t *testing.T) {
+	f, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Encode(panicky{}); err == nil || !strings.Contains(err.Error(), "broken value") {
+		t.Fatalf("Encode of a panicking value: %v, want an error naming the panic", err)
+	}
+	// The Format still works afterwards.
+	data, err := f.Encode("ok")
+	var s string
+	if err != nil || f.Decode(data, &s) != nil || s != "ok" {
+		t.Fatalf("after a panic: %q, %v", s, err)
 	}
 }

@@ -153,7 +153,18 @@ var scratchPool = sync.Pool{New: func() any { return new([]byte) }}
 // Format's codec and, if it is longer than [Options.CompressAbove] and S2
 // makes it smaller, compressed. The caller owns the returned slice. A
 // payload larger than [Options.MaxSize] is an error matching [ErrTooLarge].
-func (f *Format) Encode(v any) ([]byte, error) {
+func (f *Format) Encode(v any) (data []byte, err error) {
+	// A value's own marshalling method may panic; that is the value's
+	// fault, and the caller gets an error rather than a crash.
+	defer func() {
+		if r := recover(); r != nil {
+			data, err = nil, fmt.Errorf("codec: %s: encoding %T panicked: %v", f.codec.Name(), v, r)
+		}
+	}()
+	return f.encode(v)
+}
+
+func (f *Format) encode(v any) ([]byte, error) {
 	hdr := [headerLen]byte{version, f.id, compressNone}
 	var (
 		buf     []byte // header, then payload

@@ -282,7 +282,11 @@ func (b *Bus) run() {
 	}()
 	failures := 0
 	for b.ctx.Err() == nil {
-		ps := b.client.Subscribe(b.ctx, b.opts.Channel)
+		// A server that accepts connections but never answers would hold
+		// SUBSCRIBE (and Close) in the handshake; bound it.
+		sctx, cancel := context.WithTimeout(b.ctx, b.opts.HealthInterval)
+		ps := b.client.Subscribe(sctx, b.opts.Channel)
+		cancel()
 		b.mu.Lock()
 		if b.ctx.Err() != nil {
 			b.mu.Unlock()
@@ -317,7 +321,11 @@ func (b *Bus) run() {
 func (b *Bus) receive(ps *redis.PubSub) (confirmed bool, why error) {
 	pinged := false
 	for {
-		msg, err := ps.ReceiveTimeout(b.ctx, b.opts.HealthInterval)
+		// The context bounds what the timeout does not: a reconnection's
+		// handshake with a server that never answers.
+		rctx, cancel := context.WithTimeout(b.ctx, 2*b.opts.HealthInterval)
+		msg, err := ps.ReceiveTimeout(rctx, b.opts.HealthInterval)
+		cancel()
 		if err != nil {
 			if b.ctx.Err() != nil {
 				return confirmed, nil
@@ -327,7 +335,10 @@ func (b *Bus) receive(ps *redis.PubSub) (confirmed bool, why error) {
 				if pinged {
 					return confirmed, fmt.Errorf("no reply to PING within %v", b.opts.HealthInterval)
 				}
-				if err := ps.Ping(b.ctx); err != nil {
+				pctx, cancel := context.WithTimeout(b.ctx, b.opts.HealthInterval)
+				err := ps.Ping(pctx)
+				cancel()
+				if err != nil {
 					return confirmed, fmt.Errorf("health PING: %w", err)
 				}
 				pinged = true

@@ -249,9 +249,10 @@ func (c *Cache[K, V]) store(key K, value V, ttl time.Duration, weight int64, g *
 	}
 	c.reclaim(s, now+c.slack, &gone)
 	// Make room from this shard's least recently used end, never evicting
-	// the entry just stored; if this shard has nothing else, evictOther
-	// takes the room from the other shards.
-	for c.over() && s.ring.prev != e {
+	// the entry just stored (nor anything, if reclaim already removed it
+	// because its TTL was within the clock's slack); if this shard has
+	// nothing else, evictOther takes the room from the other shards.
+	for c.over() && e.prev != nil && s.ring.prev != e {
 		victim := s.ring.prev
 		c.remove(s, victim)
 		s.evictions++

@@ -483,3 +483,27 @@ func TestDefaultClockParksAndWakes(t *testing.T) {
 		t.Fatal("a read of the parked clock did not wake its goroutine")
 	}
 }
+
+// An entry whose TTL is within the default clock's slack is reclaimed by the
+// store that inserts it. If the cache is over its bound at that moment
+// (another shard's writer in flight, simulated here), the eviction loop
+// must not walk past the shard's last entry into the list's sentinel.
+func TestTinyTTLWhileOverBound(t *testing.T) {
+	c := newCache(t, Options[string, int]{Capacity: 4})
+	c.Set("a", 1)
+	c.size.Add(10) // as if writers elsewhere had the cache over its bound
+	if !c.SetWith("tiny", 2, time.Microsecond, 1) {
+		t.Fatal("SetWith refused")
+	}
+	c.size.Add(-10)
+	if _, ok := c.Get("tiny"); ok {
+		t.Fatal("an entry past its deadline was returned")
+	}
+	if c.Len() < 0 || c.Len() != len(c.shards[0].m) {
+		t.Fatalf("Len %d, entries %d: the count drifted", c.Len(), len(c.shards[0].m))
+	}
+	c.Set("b", 3) // the shard's list must still be intact
+	if _, ok := c.Get("b"); !ok {
+		t.Fatal("the shard is broken after the tiny-TTL store")
+	}
+}

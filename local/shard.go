@@ -35,6 +35,7 @@ type shard[K comparable, V any] struct {
 func (s *shard[K, V]) init(stamps int) {
 	s.m = make(map[K]*entry[K, V])
 	s.ring.next, s.ring.prev = &s.ring, &s.ring
+	s.ring.heapIndex = -1 // the sentinel is never in the heap
 	s.stamps = make([]uint64, stamps)
 }
 

@@ -57,3 +57,33 @@ func TestWritesWithNotice(t *testing.T) {
 		}
 	})
 }
+
+// Add never overwrites: a value a writer stored wins over a later fill.
+func TestAddKeepsExistingValues(t *testing.T) {
+	forEachBackendAndCluster(t, func(t *testing.T, e *env) {
+		s := mustNew(t, e.client(t), remote.Options{Timeout: 5 * time.Second})
+		ctx := testCtx(t)
+		mustSet(t, s, "k", "written", time.Minute)
+		if ok, err := s.Add(ctx, "k", []byte("loaded"), time.Minute); err != nil || ok {
+			t.Fatalf("Add over an existing key = %v, %v; want false", ok, err)
+		}
+		if ok, err := s.Add(ctx, "new", []byte("loaded"), time.Minute); err != nil || !ok {
+			t.Fatalf("Add of a new key = %v, %v; want true", ok, err)
+		}
+		err := s.AddMany(ctx, map[string]remote.Item{
+			"k":    {Value: []byte("loaded"), TTL: time.Minute},
+			"{x}y": {Value: []byte("loaded"), TTL: time.Minute},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, want := range map[string]string{"k": "written", "new": "loaded", "{x}y": "loaded"} {
+			if it, ok := mustGet(t, s, k); !ok || string(it.Value) != want {
+				t.Fatalf("%s = %q, %v; want %q", k, it.Value, ok, want)
+			}
+		}
+		if _, err := s.Add(ctx, "z", []byte("v"), 0); err == nil {
+			t.Fatal("Add accepted a zero TTL")
+		}
+	})
+}

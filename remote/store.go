@@ -338,11 +338,12 @@ type Notice struct {
 	Payloads [][]byte // one PUBLISH each
 }
 
-// SetNotify is [Store.Set] that also publishes n, in the same round trip.
-// On a single server the SET and the PUBLISHes form one MULTI/EXEC
-// transaction: either all happen or none does, so no failure between them
-// can leave a write that other replicas never hear of. On a cluster, where
-// a transaction cannot span nodes, they are pipelined.
+// SetNotify is [Store.Set] that also publishes n. On a single server the
+// SET and the PUBLISHes form one MULTI/EXEC transaction, in one round trip:
+// either all happen or none does, so no failure between them can leave a
+// write that other replicas never hear of. On a cluster, where a
+// transaction cannot span nodes, the PUBLISHes follow once the write is
+// done: two round trips, and a failure between them is reported.
 func (s *Store) SetNotify(ctx context.Context, key string, value []byte, ttl time.Duration, n Notice) error {
 	if ttl <= 0 {
 		return fmt.Errorf("remote: set %q: ttl %v is not positive", key, ttl)
@@ -397,9 +398,23 @@ func (s *Store) notifyPipe() redis.Pipeliner {
 }
 
 func (s *Store) execNotify(ctx context.Context, pipe redis.Pipeliner, n Notice) error {
+	if !s.singleNode {
+		// On a cluster the write and the PUBLISH may go to different
+		// nodes, in parallel: a receiver could hear of the write before
+		// it is made and re-read the old value. So the write goes first.
+		if err := execAll(ctx, pipe); err != nil {
+			return err
+		}
+		pipe = s.client.Pipeline()
+	}
 	for _, p := range n.Payloads {
 		pipe.Publish(ctx, n.Channel, p)
 	}
+	return execAll(ctx, pipe)
+}
+
+// execAll runs pipe and returns the first error of its commands.
+func execAll(ctx context.Context, pipe redis.Pipeliner) error {
 	cmds, err := pipe.Exec(ctx)
 	if err != nil {
 		return err
@@ -407,6 +422,61 @@ func (s *Store) execNotify(ctx context.Context, pipe redis.Pipeliner, n Notice) 
 	for _, c := range cmds {
 		if err := c.Err(); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// Add stores value under key for ttl only if key is absent (SET NX), in
+// one round trip, and reports whether it stored it. A read-through fill
+// uses it, so that a value loaded from the source never overwrites one
+// that a writer stored while the load ran.
+func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error) {
+	if ttl <= 0 {
+		return false, fmt.Errorf("remote: add %q: ttl %v is not positive", key, ttl)
+	}
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("remote: add %q: %w", key, err)
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	ok, err := s.client.SetNX(ctx, s.Key(key), value, ceilMillis(ttl)).Result()
+	if err != nil {
+		return false, fmt.Errorf("remote: add %q: %w", key, withContext(ctx, err))
+	}
+	return ok, nil
+}
+
+// AddMany is [Store.Add] for many items, in one round trip (one per
+// cluster node touched). Items whose key exists are left alone.
+func (s *Store) AddMany(ctx context.Context, items map[string]Item) error {
+	if len(items) == 0 {
+		return nil
+	}
+	for k, it := range items {
+		if it.TTL <= 0 {
+			return fmt.Errorf("remote: add many %q: ttl %v is not positive", k, it.TTL)
+		}
+	}
+	keys := make([]string, 0, len(items))
+	for k := range items {
+		keys = append(keys, k)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("remote: add many %s: %w", describe(keys), err)
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	pipe := s.client.Pipeline()
+	cmds := make([]*redis.BoolCmd, len(keys))
+	for i, k := range keys {
+		it := items[k]
+		cmds[i] = pipe.SetNX(ctx, s.Key(k), it.Value, ceilMillis(it.TTL))
+	}
+	_, _ = pipe.Exec(ctx) // errors are read from each command below
+	for i, c := range cmds {
+		if err := c.Err(); err != nil {
+			return fmt.Errorf("remote: add many %q: %w", keys[i], withContext(ctx, err))
 		}
 	}
 	return nil

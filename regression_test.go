@@ -1,0 +1,287 @@
+package tier
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Regression tests for races and edge cases found in review.
+
+// A Get racing with Close must not register a flight after Close has
+// started waiting for flights (a WaitGroup reuse panic, or a load running
+// after Close returned).
+func TestCloseRacingGets(t *testing.T) {
+	for round := range 300 {
+		c, err := New[string](Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var closed atomic.Bool
+		var late, loads atomic.Int64
+		loader := LoaderFunc[string](func(ctx context.Context, k string) (string, error) {
+			loads.Add(1)
+			if closed.Load() {
+				late.Add(1)
+			}
+			return k, nil
+		})
+		var wg sync.WaitGroup
+		for g := range 8 {
+			wg.Go(func() {
+				for i := range 200 {
+					c.Get(context.Background(), fmt.Sprint(round, g, i), loader)
+				}
+			})
+		}
+		for loads.Load() < 16 {
+			runtime.Gosched()
+		}
+		c.Close()
+		closed.Store(true)
+		wg.Wait()
+		if n := late.Load(); n > 0 {
+			t.Fatalf("round %d: %d loads started after Close returned", round, n)
+		}
+	}
+}
+
+// txHook holds the next MULTI/EXEC (a Set's or Delete's write) until
+// released.
+type txHook struct {
+	armed   atomic.Bool
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (h *txHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *txHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *txHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if len(cmds) > 0 && cmds[0].Name() == "multi" && h.armed.CompareAndSwap(true, false) {
+			close(h.entered)
+			<-h.release
+		}
+		return next(ctx, cmds)
+	}
+}
+
+func hookedClient(t *testing.T, addr string, h redis.Hook) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
+	c.AddHook(h)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// A read of this replica between Delete's near drop and its Redis write
+// must not leave the deleted value in the near tier once Delete returned
+// (the replica skips its own invalidation message).
+func TestDeleteRacingOwnRead(t *testing.T) {
+	m, _, _ := newMiniredis(t)
+	hook := &txHook{entered: make(chan struct{}), release: make(chan struct{})}
+	c := newCache[string](t, Options{Redis: hookedClient(t, m.Addr(), hook)})
+	ctx := context.Background()
+	if err := c.Set(ctx, "k", "old"); err != nil {
+		t.Fatal(err)
+	}
+	c.DropNear("k")
+	hook.armed.Store(true)
+	done := make(chan error)
+	go func() { done <- c.Delete(ctx, "k") }()
+	<-hook.entered // the near copy is dropped, the UNLINK not yet sent
+	if r, err := c.Fetch(ctx, "k", constLoader("unused")); err != nil || r.Value != "old" {
+		t.Fatalf("concurrent read: %+v %v", r, err)
+	}
+	close(hook.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := c.Fetch(ctx, "k", constLoader("reloaded")); r.Source == SourceNear {
+		t.Fatalf("after Delete returned, Get = %+v: the deleted value came from the near tier", r)
+	}
+}
+
+// getHook lets the next GET pipeline read Redis, then holds its answer.
+type getHook struct {
+	armed   atomic.Bool
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (h *getHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *getHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *getHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if len(cmds) > 0 && cmds[0].Name() == "get" && h.armed.CompareAndSwap(true, false) {
+			err := next(ctx, cmds)
+			close(h.entered)
+			<-h.release
+			return err
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// A far read of this replica that fetched Redis before its own Set wrote
+// must not replace the Set's value in the near tier: read your writes.
+func TestSetRacingOwnFarRead(t *testing.T) {
+	m, _, _ := newMiniredis(t)
+	tx := &txHook{entered: make(chan struct{}), release: make(chan struct{})}
+	get := &getHook{entered: make(chan struct{}), release: make(chan struct{})}
+	client := hookedClient(t, m.Addr(), tx)
+	client.AddHook(get)
+	c := newCache[string](t, Options{Redis: client})
+	ctx := context.Background()
+	if err := c.Set(ctx, "k", "old"); err != nil {
+		t.Fatal(err)
+	}
+	c.DropNear("k")
+	tx.armed.Store(true)
+	setDone := make(chan error)
+	go func() { setDone <- c.Set(ctx, "k", "new") }()
+	<-tx.entered // Set dropped the near copy; its write is held
+	get.armed.Store(true)
+	getDone := make(chan Result[string])
+	go func() { r, _ := c.Fetch(ctx, "k", constLoader("unused")); getDone <- r }()
+	<-get.entered // the read fetched "old" from Redis
+	close(tx.release)
+	if err := <-setDone; err != nil {
+		t.Fatal(err)
+	}
+	close(get.release)
+	<-getDone
+	if r, _ := c.Fetch(ctx, "k", constLoader("unused")); r.Value != "new" {
+		t.Fatalf("after Set(new) returned, Get = %+v", r)
+	}
+}
+
+// A load that read the source before another replica's Set must not
+// overwrite the Set's value in Redis.
+func TestSlowLoadDoesNotOverwriteSet(t *testing.T) {
+	_, client, _ := newMiniredis(t)
+	a := newCache[string](t, Options{Redis: client})
+	b := newCache[string](t, Options{Redis: client})
+	entered, release := make(chan struct{}), make(chan struct{})
+	done := make(chan string)
+	go func() {
+		v, _ := b.Get(context.Background(), "k", LoaderFunc[string](func(context.Context, string) (string, error) {
+			close(entered)
+			<-release
+			return "stale", nil
+		}))
+		done <- v
+	}()
+	<-entered
+	if err := a.Set(context.Background(), "k", "fresh"); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if v := <-done; v != "stale" {
+		t.Fatalf("the waiting caller got %q, want what its load returned", v)
+	}
+	third := newCache[string](t, Options{Redis: client})
+	if v, _ := third.Get(context.Background(), "k", constLoader("unused")); v != "fresh" {
+		t.Fatalf("after Set(fresh) and the slow load, replicas read %q", v)
+	}
+}
+
+// No near copy outlives the Redis copy written with it: not a "not found",
+// not a load with FarTTL shorter than NearTTL.
+func TestNearTTLNeverExceedsFarTTLWritten(t *testing.T) {
+	m, client, _ := newMiniredis(t)
+	c := newCache[string](t, Options{Redis: client, NotFoundTTL: 10 * time.Second, FarTTL: 5 * time.Second, Clock: newFakeClock()})
+	notFound := LoaderFunc[string](func(context.Context, string) (string, error) { return "", ErrNotFound })
+	for i := range 40 {
+		k := fmt.Sprint("absent-", i)
+		c.Get(context.Background(), k, notFound)
+		k2 := fmt.Sprint("loaded-", i)
+		c.Get(context.Background(), k2, constLoader("v"))
+		if err := c.Set(context.Background(), fmt.Sprint("set-", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+		for _, key := range []string{k, k2, fmt.Sprint("set-", i)} {
+			near, ok := c.near.TTL(key)
+			if far := m.TTL("tier:" + key); !ok || near > far {
+				t.Fatalf("%s: near copy lives %v, Redis copy %v", key, near, far)
+			}
+		}
+	}
+}
+
+type panicOnEncode struct{ X int }
+
+func (panicOnEncode) EncodeMsgpack(*msgpack.Encoder) error { panic("encode boom") }
+
+// A value whose encoding panics is returned uncached, not a crash of the
+// flight goroutine.
+func TestEncodePanicIsNotACrash(t *testing.T) {
+	c := newCache[panicOnEncode](t, Options{})
+	v, err := c.Get(context.Background(), "k", LoaderFunc[panicOnEncode](func(context.Context, string) (panicOnEncode, error) {
+		return panicOnEncode{1}, nil
+	}))
+	if err != nil || v.X != 1 {
+		t.Fatalf("Get = %+v, %v", v, err)
+	}
+	if st := c.Stats(); st.NotCached != 1 {
+		t.Fatalf("NotCached = %d, want 1", st.NotCached)
+	}
+	if err := c.Set(context.Background(), "k", panicOnEncode{2}); err == nil {
+		t.Fatal("Set of an unencodable value succeeded")
+	}
+}
+
+// Against a server that accepts connections and never answers, Gets are
+// answered by the loader and Close returns.
+func TestBlackholedRedis(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	client := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), ContextTimeoutEnabled: true, MaxRetries: -1, ReadTimeout: -1})
+	t.Cleanup(func() { client.Close() })
+	c, err := New[string](Options{Redis: client, FarTimeout: 50 * time.Millisecond, HealthInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if v, err := c.Get(context.Background(), "k", constLoader("v")); err != nil || v != "v" {
+			t.Fatalf("Get = %q, %v", v, err)
+		}
+	}
+	closed := make(chan struct{})
+	go func() { c.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second): // a hang, not a timing
+		t.Fatal("Close blocked")
+	}
+}
