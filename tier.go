@@ -247,10 +247,10 @@ func (c *Cache[V]) fillNear(guard local.FillGuard, key string, e nearEntry[V], t
 //
 // A near hit allocates nothing and locks one shard of the near tier.
 func (c *Cache[V]) Get(ctx context.Context, key string, loader Loader[V]) (V, error) {
-	if e, ok := c.near.Get(key); ok && !c.closed.Load() {
+	var e nearEntry[V]
+	if c.near.GetInto(key, &e) && !c.closed.Load() {
 		if e.absent {
-			var zero V
-			return zero, ErrNotFound
+			return e.value, ErrNotFound
 		}
 		return e.value, nil
 	}
@@ -260,7 +260,8 @@ func (c *Cache[V]) Get(ctx context.Context, key string, loader Loader[V]) (V, er
 
 // Fetch is [Cache.Get] that also tells where the value came from.
 func (c *Cache[V]) Fetch(ctx context.Context, key string, loader Loader[V]) (Result[V], error) {
-	if e, ok := c.near.Get(key); ok && !c.closed.Load() {
+	var e nearEntry[V]
+	if c.near.GetInto(key, &e) && !c.closed.Load() {
 		if e.absent {
 			return Result[V]{Source: SourceNear}, ErrNotFound
 		}

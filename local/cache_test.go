@@ -507,3 +507,29 @@ func TestTinyTTLWhileOverBound(t *testing.T) {
 		t.Fatal("the shard is broken after the tiny-TTL store")
 	}
 }
+
+func TestGetInto(t *testing.T) {
+	clock := newFakeClock()
+	c := newCache(t, Options[string, int]{Capacity: 2, Clock: clock})
+	c.SetWith("a", 1, time.Second, 1)
+	c.Set("b", 2)
+	dst := -1
+	if !c.GetInto("a", &dst) || dst != 1 {
+		t.Fatalf("GetInto(a) = %d", dst)
+	}
+	dst = -1
+	if c.GetInto("missing", &dst) || dst != -1 {
+		t.Fatalf("a miss wrote %d into dst", dst)
+	}
+	c.Set("c", 3) // a was used more recently than b: b goes
+	if _, ok := c.Peek("b"); ok {
+		t.Fatal("GetInto did not mark a as recently used")
+	}
+	clock.Advance(time.Second)
+	if c.GetInto("a", &dst) || dst != -1 {
+		t.Fatal("GetInto returned an expired entry")
+	}
+	if st := c.Stats(); st.Hits != 1 || st.Misses != 2 || st.Expirations != 1 {
+		t.Fatalf("stats = %+v", st)
+	}
+}
