@@ -2,6 +2,7 @@ package bench
 
 import (
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,6 +71,12 @@ func fill(b *testing.B, c nearCache, n int) []string {
 	return keys
 }
 
+// starts spreads the goroutines of RunParallel over the keys: each begins
+// at its own offset, so that they do not walk the same entries in step.
+var starts atomic.Int64
+
+func start(n int) int { return int(starts.Add(7919)) % n }
+
 var (
 	peers = []string{"tier", "otter"}
 	sizes = []int{10_000, 100_000}
@@ -105,7 +112,7 @@ func BenchmarkNearGetParallel(b *testing.B) {
 				b.ReportAllocs()
 				b.ResetTimer()
 				b.RunParallel(func(pb *testing.PB) {
-					i := int(time.Now().UnixNano()) % n
+					i := start(n)
 					for pb.Next() {
 						c.get(keys[i])
 						if i += 7; i >= n {
@@ -128,7 +135,7 @@ func BenchmarkNearMixed(b *testing.B) {
 				b.ReportAllocs()
 				b.ResetTimer()
 				b.RunParallel(func(pb *testing.PB) {
-					i := int(time.Now().UnixNano()) % n
+					i := start(n)
 					for pb.Next() {
 						if i%10 == 0 {
 							c.set(keys[i], value{ID: int64(i)})
