@@ -2,7 +2,6 @@ package tier
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -170,29 +169,6 @@ func TestInvalidationDuringLoadWins(t *testing.T) {
 	}
 }
 
-// blockingHook holds every GET of one client until released.
-type blockingHook struct {
-	entered chan struct{}
-	release chan struct{}
-	once    sync.Once
-}
-
-func (h *blockingHook) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (h *blockingHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return next
-}
-func (h *blockingHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if len(cmds) > 0 && cmds[0].Name() == "get" {
-			err := next(ctx, cmds) // the read happens now ...
-			h.once.Do(func() { close(h.entered) })
-			<-h.release // ... and its answer is held back
-			return err
-		}
-		return next(ctx, cmds)
-	}
-}
-
 // The same race for a far read: the value read from Redis before the
 // invalidation is returned but not kept.
 func TestInvalidationDuringFarReadWins(t *testing.T) {
@@ -203,7 +179,8 @@ func TestInvalidationDuringFarReadWins(t *testing.T) {
 	}
 	bClient := redis.NewClient(&redis.Options{Addr: m.Addr(), ContextTimeoutEnabled: true})
 	t.Cleanup(func() { bClient.Close() })
-	hook := &blockingHook{entered: make(chan struct{}), release: make(chan struct{})}
+	hook := &getHook{entered: make(chan struct{}), release: make(chan struct{})}
+	hook.armed.Store(true)
 	bClient.AddHook(hook)
 	b := newCache[string](t, Options{Redis: bClient, FarTimeout: time.Minute})
 	bEvents := events(b)

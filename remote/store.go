@@ -192,12 +192,17 @@ func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 // positive; if one is not, nothing is written. On a network error some
 // items may have been written and others not.
 func (s *Store) SetMany(ctx context.Context, items map[string]Item) error {
+	return s.writeMany(ctx, "set many", items, false)
+}
+
+// writeMany stores items in one pipeline, with SET or, if onlyNew, SET NX.
+func (s *Store) writeMany(ctx context.Context, op string, items map[string]Item, onlyNew bool) error {
 	if len(items) == 0 {
 		return nil
 	}
 	for k, it := range items {
 		if it.TTL <= 0 {
-			return fmt.Errorf("remote: set many %q: ttl %v is not positive", k, it.TTL)
+			return fmt.Errorf("remote: %s %q: ttl %v is not positive", op, k, it.TTL)
 		}
 	}
 	keys := make([]string, 0, len(items))
@@ -205,21 +210,25 @@ func (s *Store) SetMany(ctx context.Context, items map[string]Item) error {
 		keys = append(keys, k)
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("remote: set many %s: %w", describe(keys), err)
+		return fmt.Errorf("remote: %s %s: %w", op, describe(keys), err)
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 
-	cmds := make([]*redis.StatusCmd, len(keys))
+	cmds := make([]redis.Cmder, len(keys))
 	pipe := s.client.Pipeline()
 	for i, k := range keys {
 		it := items[k]
-		cmds[i] = pipe.Set(ctx, s.Key(k), it.Value, ceilMillis(it.TTL))
+		if onlyNew {
+			cmds[i] = pipe.SetNX(ctx, s.Key(k), it.Value, ceilMillis(it.TTL))
+		} else {
+			cmds[i] = pipe.Set(ctx, s.Key(k), it.Value, ceilMillis(it.TTL))
+		}
 	}
 	_, _ = pipe.Exec(ctx) // errors are read from each command below
 	for i, c := range cmds {
 		if err := c.Err(); err != nil {
-			return fmt.Errorf("remote: set many %q: %w", keys[i], withContext(ctx, err))
+			return fmt.Errorf("remote: %s %q: %w", op, keys[i], withContext(ctx, err))
 		}
 	}
 	return nil
@@ -450,34 +459,5 @@ func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Dura
 // AddMany is [Store.Add] for many items, in one round trip (one per
 // cluster node touched). Items whose key exists are left alone.
 func (s *Store) AddMany(ctx context.Context, items map[string]Item) error {
-	if len(items) == 0 {
-		return nil
-	}
-	for k, it := range items {
-		if it.TTL <= 0 {
-			return fmt.Errorf("remote: add many %q: ttl %v is not positive", k, it.TTL)
-		}
-	}
-	keys := make([]string, 0, len(items))
-	for k := range items {
-		keys = append(keys, k)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("remote: add many %s: %w", describe(keys), err)
-	}
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	pipe := s.client.Pipeline()
-	cmds := make([]*redis.BoolCmd, len(keys))
-	for i, k := range keys {
-		it := items[k]
-		cmds[i] = pipe.SetNX(ctx, s.Key(k), it.Value, ceilMillis(it.TTL))
-	}
-	_, _ = pipe.Exec(ctx) // errors are read from each command below
-	for i, c := range cmds {
-		if err := c.Err(); err != nil {
-			return fmt.Errorf("remote: add many %q: %w", keys[i], withContext(ctx, err))
-		}
-	}
-	return nil
+	return s.writeMany(ctx, "add many", items, true)
 }
