@@ -14,9 +14,9 @@
 //
 // With Redis set, Set, Delete and Invalidate tell the other replicas, over
 // the pub/sub channel "<Namespace>:invalidate" (package invalidate), to drop
-// their near copies of the keys; Set and Delete send that message in the
-// same round trip, and on a single server the same MULTI/EXEC, as the
-// write. The guarantee: once Set, Delete or Invalidate has returned on one
+// their near copies of the keys; Set and Delete send that message with
+// the write, in one MULTI/EXEC on a single server and right after it on a
+// cluster. The guarantee: once Set, Delete or Invalidate has returned on one
 // replica, every replica whose subscription is up drops its near copy when
 // the message arrives, and no near copy outlives Options.NearTTL or its
 // Redis copy. A replica whose subscription is lost drops every near copy
