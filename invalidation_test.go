@@ -145,23 +145,12 @@ func TestInvalidationDuringLoadWins(t *testing.T) {
 	a := newCache[string](t, Options{Redis: client})
 	b := newCache[string](t, Options{Redis: client})
 	bEvents := events(b)
-	entered, release := make(chan struct{}), make(chan struct{})
-	done := make(chan string)
-	go func() {
-		v, _ := b.Get(context.Background(), "k", LoaderFunc[string](func(context.Context, string) (string, error) {
-			close(entered)
-			<-release
-			return "read before the change", nil
-		}))
-		done <- v
-	}()
-	<-entered
+	finish := blockedGet(b, "k", "read before the change")
 	if err := a.Invalidate(context.Background(), "k"); err != nil {
 		t.Fatal(err)
 	}
 	await(t, bEvents, "keys")
-	close(release)
-	if v := <-done; v != "read before the change" {
+	if v := finish(); v != "read before the change" {
 		t.Fatalf("caller got %q", v)
 	}
 	if _, ok := b.near.Peek("k"); ok {

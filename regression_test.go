@@ -169,22 +169,11 @@ func TestSlowLoadDoesNotOverwriteSet(t *testing.T) {
 	_, client, _ := newMiniredis(t)
 	a := newCache[string](t, Options{Redis: client})
 	b := newCache[string](t, Options{Redis: client})
-	entered, release := make(chan struct{}), make(chan struct{})
-	done := make(chan string)
-	go func() {
-		v, _ := b.Get(context.Background(), "k", LoaderFunc[string](func(context.Context, string) (string, error) {
-			close(entered)
-			<-release
-			return "stale", nil
-		}))
-		done <- v
-	}()
-	<-entered
+	finish := blockedGet(b, "k", "stale")
 	if err := a.Set(context.Background(), "k", "fresh"); err != nil {
 		t.Fatal(err)
 	}
-	close(release)
-	if v := <-done; v != "stale" {
+	if v := finish(); v != "stale" {
 		t.Fatalf("the waiting caller got %q, want what its load returned", v)
 	}
 	third := newCache[string](t, Options{Redis: client})

@@ -444,29 +444,37 @@ func TestNearCopyNeverOutlivesFarCopy(t *testing.T) {
 	}
 }
 
+// blockedGet starts a Get of key on c whose load returns value once
+// released: it returns after the load has begun, with the function that
+// releases it and waits for what the Get returned.
+func blockedGet(c *Cache[string], key, value string) (finish func() string) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	done := make(chan string)
+	go func() {
+		v, _ := c.Get(context.Background(), key, LoaderFunc[string](func(context.Context, string) (string, error) {
+			close(entered)
+			<-release
+			return value, nil
+		}))
+		done <- v
+	}()
+	<-entered
+	return func() string {
+		close(release)
+		return <-done
+	}
+}
+
 // An invalidation during a load wins: the caller gets the value it waited
 // for, but the near tier does not keep it.
 func TestDeleteDuringLoadKeepsValueOutOfNearTier(t *testing.T) {
 	_, client, _ := newMiniredis(t)
 	c := newCache[string](t, Options{Redis: client})
-	entered := make(chan struct{})
-	release := make(chan struct{})
-	loader := LoaderFunc[string](func(context.Context, string) (string, error) {
-		close(entered)
-		<-release
-		return "old", nil
-	})
-	done := make(chan string)
-	go func() {
-		v, _ := c.Get(context.Background(), "k", loader)
-		done <- v
-	}()
-	<-entered
+	finish := blockedGet(c, "k", "old")
 	if err := c.Delete(context.Background(), "k"); err != nil {
 		t.Fatal(err)
 	}
-	close(release)
-	if v := <-done; v != "old" {
+	if v := finish(); v != "old" {
 		t.Fatalf("the waiting caller got %q, want the value it loaded", v)
 	}
 	if _, ok := c.near.Peek("k"); ok {
@@ -476,23 +484,11 @@ func TestDeleteDuringLoadKeepsValueOutOfNearTier(t *testing.T) {
 
 func TestSetDuringLoadWins(t *testing.T) {
 	c := newCache[string](t, Options{})
-	entered := make(chan struct{})
-	release := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c.Get(context.Background(), "k", LoaderFunc[string](func(context.Context, string) (string, error) {
-			close(entered)
-			<-release
-			return "stale", nil
-		}))
-	}()
-	<-entered
+	finish := blockedGet(c, "k", "stale")
 	if err := c.Set(context.Background(), "k", "fresh"); err != nil {
 		t.Fatal(err)
 	}
-	close(release)
-	<-done
+	finish()
 	if v, err := c.Get(context.Background(), "k", &countingLoader{}); v != "fresh" || err != nil {
 		t.Fatalf("Get = %q, %v; the Set made during the load must stand", v, err)
 	}
