@@ -531,7 +531,15 @@ func TestCorruptFarValueIsReloadedAndOverwritten(t *testing.T) {
 	m, client, _ := newMiniredis(t)
 	c := newCache[schema](t, Options{Redis: client})
 	var calls atomic.Int64
-	for i, raw := range []string{"garbage", "\x01\x01", "\x09\x01\x00abc", "\x01\x01\x00\xa3str"} {
+	for i, raw := range []string{
+		"garbage",                  // random bytes
+		"\x01\x01",                 // truncated header
+		"\x09\x01\x00abc",          // unknown format version
+		"\x01\x01\x00\xa3str",      // a msgpack string where V is a struct
+		`{"Table":"x"}`,            // JSON written by another program, no header
+		"",                         // empty
+		"\x01\x01\x01\xff\xff\xff", // corrupt S2 payload
+	} {
 		key := fmt.Sprint("bad", i)
 		m.Set("tier:"+key, raw)
 		s, err := c.Get(context.Background(), key, schemaLoader(&calls))
@@ -545,8 +553,8 @@ func TestCorruptFarValueIsReloadedAndOverwritten(t *testing.T) {
 			t.Fatalf("%q: Redis still holds undecodable bytes %q (%v)", raw, stored, err)
 		}
 	}
-	if st := c.Stats(); st.Corrupt != 4 || st.Loads != 4 {
-		t.Fatalf("stats = %+v, want 4 corrupt and 4 loads", st)
+	if st := c.Stats(); st.Corrupt != 7 || st.Loads != 7 {
+		t.Fatalf("stats = %+v, want 7 corrupt and 7 loads", st)
 	}
 }
 

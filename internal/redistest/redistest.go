@@ -254,6 +254,32 @@ func (s *Server) Plant(tb testing.TB, key string, raw []byte) {
 	}
 }
 
+// Pause makes the server hold the commands of every client (CLIENT PAUSE
+// ALL) for d: a server that accepts connections and answers nothing.
+func (s *Server) Pause(tb testing.TB, d time.Duration) {
+	tb.Helper()
+	s.do(tb, "CLIENT", "PAUSE", strconv.FormatInt(d.Milliseconds(), 10), "ALL")
+}
+
+// KillClients closes the connections of every client of the given type:
+// "pubsub" (subscriptions) or "normal" (commands), as CLIENT KILL TYPE does.
+func (s *Server) KillClients(tb testing.TB, typ string) {
+	tb.Helper()
+	s.do(tb, "CLIENT", "KILL", "TYPE", typ)
+}
+
+// do runs one command on a connection of its own.
+func (s *Server) do(tb testing.TB, args ...any) {
+	tb.Helper()
+	c := redis.NewClient(s.Options())
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	if err := c.Do(ctx, args...).Err(); err != nil {
+		tb.Fatalf("redistest: %v: %v", args, err)
+	}
+}
+
 // start launches the server on port and waits for it to answer PING. It
 // returns an error wrapping errAddrInUse when the port was taken.
 func (s *Server) start(port int) error {

@@ -159,3 +159,25 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("SET after restart: %v", err)
 	}
 }
+
+func TestPauseAndKillClients(t *testing.T) {
+	s := redistest.Start(t)
+	c := s.Client(t)
+	ctx := context.Background()
+	sub := c.Subscribe(ctx, "ch")
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.KillClients(t, "pubsub")
+	if _, err := sub.Receive(ctx); err == nil {
+		t.Fatal("the subscription survived CLIENT KILL TYPE pubsub")
+	}
+
+	s.Pause(t, 2*time.Second)
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if err := c.Get(short, "k").Err(); err == nil || errors.Is(err, redis.Nil) {
+		t.Fatalf("a GET during CLIENT PAUSE answered: %v", err)
+	}
+}
