@@ -2,6 +2,7 @@ package tier
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"runtime"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/vmihailenco/msgpack/v5"
+	"go.uber.org/goleak"
 )
 
 // Regression tests for races and edge cases found in review.
@@ -273,4 +275,55 @@ func TestBlackholedRedis(t *testing.T) {
 	case <-time.After(20 * time.Second): // a hang, not a timing
 		t.Fatal("Close blocked")
 	}
+}
+
+// Close while 100 goroutines call Get and Set: every call returns a value
+// or ErrClosed, and nothing of the cache's is left running.
+func TestCloseUnderLoad(t *testing.T) {
+	_, client, _ := newMiniredis(t)
+	before := goleak.IgnoreCurrent()
+	c, err := New[string](Options{Redis: client, FarTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int64
+	errs := make(chan error, 100)
+	var wg sync.WaitGroup
+	for g := range 100 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				k := fmt.Sprint(i % 50)
+				var err error
+				if g%4 == 0 {
+					err = c.Set(context.Background(), k, "v")
+				} else {
+					var v string
+					v, err = c.Get(context.Background(), k, constLoader("v"))
+					if err == nil && v != "v" {
+						err = fmt.Errorf("got %q", v)
+					}
+				}
+				calls.Add(1)
+				if errors.Is(err, ErrClosed) {
+					return
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	for calls.Load() < 1000 {
+		runtime.Gosched()
+	}
+	c.Close()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("a call returned %v, want a value or ErrClosed", err)
+	}
+	goleak.VerifyNone(t, before,
+		goleak.IgnoreAnyFunction("github.com/alicebob/miniredis/v2/server.(*Server).servePeer"),
+		goleak.IgnoreAnyFunction("github.com/alicebob/miniredis/v2/server.(*Server).servePeer.func2"))
 }
