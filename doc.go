@@ -38,8 +38,15 @@
 // [ErrLoaderPanic] and leaves nothing stuck. A loader that returns
 // [ErrNotFound] has that answer cached for Options.NotFoundTTL.
 //
+// Before a load, Get puts a lease under the key in Redis, and it writes
+// the loaded value only over its own lease, in one script: a Set replaces
+// the lease and a Delete removes it, so a load that read the source before
+// either never writes the older value back. Other replicas read a lease as
+// a miss; it expires after Options.LoadTimeout if its load never ends.
+//
 // [Cache.GetMany] reads many keys with one Redis round trip for all near
-// misses and one call of a [BatchLoader] for the rest.
+// misses and one call of a [BatchLoader] for the rest. Its fills take no
+// leases: they write with SET NX, which protects a Set but not a Delete.
 //
 // # Values in Redis
 //

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -326,4 +327,51 @@ func TestCloseUnderLoad(t *testing.T) {
 	goleak.VerifyNone(t, before,
 		goleak.IgnoreAnyFunction("github.com/alicebob/miniredis/v2/server.(*Server).servePeer"),
 		goleak.IgnoreAnyFunction("github.com/alicebob/miniredis/v2/server.(*Server).servePeer.func2"))
+}
+
+// A load that read the source before a Delete must not write the deleted
+// value back into Redis: its lease was removed by the Delete.
+func TestSlowLoadDoesNotResurrectDeletedKey(t *testing.T) {
+	m, client, _ := newMiniredis(t)
+	c := newCache[string](t, Options{Redis: client})
+	finish := blockedGet(c, "k", "old")
+	if !m.Exists("tier:k") {
+		t.Fatal("the load took no lease under the key")
+	}
+	if err := c.Delete(context.Background(), "k"); err != nil {
+		t.Fatal(err)
+	}
+	if v := finish(); v != "old" {
+		t.Fatalf("the waiting caller got %q", v)
+	}
+	if m.Exists("tier:k") {
+		got, _ := m.Get("tier:k")
+		t.Fatalf("Redis holds %q for k after Delete", got)
+	}
+}
+
+// While one replica loads, another sees its lease as a miss (not as
+// corrupt bytes), loads too, and writes nothing over the lease; a failed
+// load gives its lease back.
+func TestLeaseIsAMissForOthers(t *testing.T) {
+	m, client, _ := newMiniredis(t)
+	a := newCache[string](t, Options{Redis: client})
+	b := newCache[string](t, Options{Redis: client})
+	finish := blockedGet(a, "k", "from a")
+	if r, err := b.Fetch(context.Background(), "k", constLoader("from b")); err != nil || r.Value != "from b" || r.Source != SourceLoad {
+		t.Fatalf("b during a's load: %+v, %v", r, err)
+	}
+	if st := b.Stats(); st.Corrupt != 0 {
+		t.Fatalf("b counted a lease as corrupt: %+v", st)
+	}
+	finish()
+	if got, _ := m.Get("tier:k"); !strings.Contains(got, "from a") {
+		t.Fatalf("Redis holds %q; want a's value, written over its own lease", got)
+	}
+	_, err := a.Get(context.Background(), "e", LoaderFunc[string](func(context.Context, string) (string, error) {
+		return "", errors.New("source down")
+	}))
+	if err == nil || m.Exists("tier:e") {
+		t.Fatalf("after a failed load: err %v, Redis has e: %v", err, m.Exists("tier:e"))
+	}
 }

@@ -1,7 +1,10 @@
 package tier
 
 import (
+	"bytes"
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -403,6 +406,9 @@ func (c *Cache[V]) lookup(ctx context.Context, key string, guard local.FillGuard
 	if !found {
 		return Result[V]{}, missed, nil
 	}
+	if isLease(item.Value) { // another load is under way
+		return Result[V]{}, missed, nil
+	}
 	v, absent, ok := c.decode(key, item.Value)
 	if !ok {
 		return Result[V]{}, corrupt, nil
@@ -425,31 +431,87 @@ func (c *Cache[V]) lookup(ctx context.Context, key string, guard local.FillGuard
 // does not overwrite the Set's value; overwrite replaces corrupt bytes.
 func (c *Cache[V]) loadThrough(ctx context.Context, key string, loader Loader[V], guard local.FillGuard, overwrite bool) (Result[V], error) {
 	c.stats.misses.Add(1)
+	fill := farFill{overwrite: overwrite}
+	if !overwrite {
+		fill.lease = c.takeLease(ctx, key)
+	}
 	v, err := c.load(ctx, key, loader)
 	if errors.Is(err, ErrNotFound) {
-		c.storeAbsent(ctx, guard, []string{key}, overwrite)
+		tomb := codec.Tombstone()
+		ttl := c.jitter(c.opts.NotFoundTTL)
+		c.writeFar(ctx, key, tomb, ttl, fill)
+		c.fillNear(guard, key, nearEntry[V]{absent: true}, ttl, int64(len(tomb)))
 		return Result[V]{Source: SourceLoad}, ErrNotFound
 	}
 	if err != nil {
 		c.stats.loadErrors.Add(1)
+		c.writeFar(ctx, key, nil, 0, fill) // gives the lease back
 		return Result[V]{Source: SourceLoad}, fmt.Errorf("tier: load %q: %w", key, err)
 	}
-	if data, ok := c.encodeForStore(key, v); ok {
-		farTTL := c.jitter(c.opts.FarTTL)
-		if c.far != nil {
-			var err error
-			if overwrite {
-				err = c.far.Set(ctx, key, data, farTTL)
-			} else {
-				_, err = c.far.Add(ctx, key, data, farTTL)
-			}
-			if err != nil {
-				c.farError("set", key, err)
-			}
-		}
-		c.fillNear(guard, key, nearEntry[V]{value: v}, c.nearTTLFor(farTTL), int64(len(data)))
+	data, ok := c.encodeForStore(key, v)
+	if !ok {
+		c.writeFar(ctx, key, nil, 0, fill)
+		return Result[V]{Value: v, Source: SourceLoad}, nil
 	}
+	farTTL := c.jitter(c.opts.FarTTL)
+	c.writeFar(ctx, key, data, farTTL, fill)
+	c.fillNear(guard, key, nearEntry[V]{value: v}, c.nearTTLFor(farTTL), int64(len(data)))
 	return Result[V]{Value: v, Source: SourceLoad}, nil
+}
+
+// farFill says how a load's result may reach Redis.
+type farFill struct {
+	overwrite bool   // replace what is there (corrupt bytes)
+	lease     []byte // the lease this load holds under the key; nil: write nothing
+}
+
+// leasePrefix starts the bytes of a lease. A codec value starts with its
+// format version, never 0, so a lease is never mistaken for a value.
+const leasePrefix = "\x00tier-lease\x00"
+
+func isLease(data []byte) bool { return bytes.HasPrefix(data, []byte(leasePrefix)) }
+
+// takeLease puts a lease under key before a load, if the key is absent,
+// and returns it. The load writes its result only over its own lease: a
+// Set replaces the lease and a Delete removes it, so a load that read the
+// source before either cannot write the older value over what they did.
+// The lease expires after LoadTimeout if its load never returns.
+func (c *Cache[V]) takeLease(ctx context.Context, key string) []byte {
+	if c.far == nil {
+		return nil
+	}
+	var token [16]byte
+	crand.Read(token[:])
+	lease := append([]byte(leasePrefix), hex.EncodeToString(token[:])...)
+	ok, err := c.far.Add(ctx, key, lease, c.opts.LoadTimeout)
+	if err != nil {
+		c.farError("lease", key, err)
+		return nil
+	}
+	if !ok { // a value, or another load's lease: this load writes nothing
+		return nil
+	}
+	return lease
+}
+
+// writeFar stores data under key as fill allows; nil data gives a lease
+// back.
+func (c *Cache[V]) writeFar(ctx context.Context, key string, data []byte, ttl time.Duration, fill farFill) {
+	if c.far == nil {
+		return
+	}
+	var err error
+	switch {
+	case fill.overwrite && data != nil:
+		err = c.far.Set(ctx, key, data, ttl)
+	case fill.lease != nil:
+		_, err = c.far.Swap(ctx, key, fill.lease, data, ttl)
+	default:
+		return
+	}
+	if err != nil {
+		c.farError("set", key, err)
+	}
 }
 
 // nearTTLFor is the TTL of a near copy of a value written to Redis for
@@ -740,6 +802,10 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 			for _, k := range missing {
 				item, found := items[k]
 				if !found {
+					toLoad = append(toLoad, k)
+					continue
+				}
+				if isLease(item.Value) { // another load is under way
 					toLoad = append(toLoad, k)
 					continue
 				}

@@ -87,3 +87,31 @@ func TestAddKeepsExistingValues(t *testing.T) {
 		}
 	})
 }
+
+// Swap writes only over the expected value, and deletes with an empty one.
+func TestSwap(t *testing.T) {
+	forEachBackendAndCluster(t, func(t *testing.T, e *env) {
+		s := mustNew(t, e.client(t), remote.Options{Timeout: 5 * time.Second})
+		ctx := testCtx(t)
+		mustSet(t, s, "k", "lease-1", time.Minute)
+		if ok, err := s.Swap(ctx, "k", []byte("lease-2"), []byte("v"), time.Minute); err != nil || ok {
+			t.Fatalf("Swap with the wrong old value = %v, %v", ok, err)
+		}
+		if ok, err := s.Swap(ctx, "k", []byte("lease-1"), []byte("v"), time.Minute); err != nil || !ok {
+			t.Fatalf("Swap with the right old value = %v, %v", ok, err)
+		}
+		if it, ok := mustGet(t, s, "k"); !ok || string(it.Value) != "v" || it.TTL <= 0 {
+			t.Fatalf("after Swap: %q ttl %v, %v", it.Value, it.TTL, ok)
+		}
+		if ok, err := s.Swap(ctx, "absent", []byte("x"), []byte("v"), time.Minute); err != nil || ok {
+			t.Fatalf("Swap of an absent key = %v, %v", ok, err)
+		}
+		mustSet(t, s, "l", "lease", time.Minute)
+		if ok, err := s.Swap(ctx, "l", []byte("lease"), nil, 0); err != nil || !ok {
+			t.Fatalf("Swap to delete = %v, %v", ok, err)
+		}
+		if _, ok := mustGet(t, s, "l"); ok {
+			t.Fatal("Swap with an empty value did not delete")
+		}
+	})
+}

@@ -461,3 +461,32 @@ func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Dura
 func (s *Store) AddMany(ctx context.Context, items map[string]Item) error {
 	return s.writeMany(ctx, "add many", items, true)
 }
+
+// swapScript replaces or deletes a key only while it holds an expected
+// value, atomically: the compare-and-set behind read-through leases.
+var swapScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then redis.call('DEL', KEYS[1]) return 1 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1`)
+
+// Swap stores value under key for ttl only if key still holds old, in one
+// round trip (one script), and reports whether it did. An empty value
+// deletes key instead. A fill uses it to write what it loaded only if the
+// lease it put under the key still stands: a Set or Delete made while the
+// load ran has replaced or removed the lease, and wins.
+func (s *Store) Swap(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error) {
+	if len(value) > 0 && ttl <= 0 {
+		return false, fmt.Errorf("remote: swap %q: ttl %v is not positive", key, ttl)
+	}
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("remote: swap %q: %w", key, err)
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	n, err := swapScript.Run(ctx, s.client, []string{s.Key(key)}, old, value, ceilMillis(ttl).Milliseconds()).Int()
+	if err != nil {
+		return false, fmt.Errorf("remote: swap %q: %w", key, withContext(ctx, err))
+	}
+	return n == 1, nil
+}
