@@ -333,12 +333,13 @@ func TestCloseUnderLoad(t *testing.T) {
 // value back into Redis: its lease was removed by the Delete.
 func TestSlowLoadDoesNotResurrectDeletedKey(t *testing.T) {
 	m, client, _ := newMiniredis(t)
-	c := newCache[string](t, Options{Redis: client})
-	finish := blockedGet(c, "k", "old")
+	loading := newCache[string](t, Options{Redis: client})
+	deleting := newCache[string](t, Options{Redis: client})
+	finish := blockedGet(loading, "k", "old")
 	if !m.Exists("tier:k") {
 		t.Fatal("the load took no lease under the key")
 	}
-	if err := c.Delete(context.Background(), "k"); err != nil {
+	if err := deleting.Delete(context.Background(), "k"); err != nil {
 		t.Fatal(err)
 	}
 	if v := finish(); v != "old" {
