@@ -45,8 +45,8 @@
 // a miss; it expires after Options.LoadTimeout if its load never ends.
 //
 // [Cache.GetMany] reads many keys with one Redis round trip for all near
-// misses and one call of a [BatchLoader] for the rest. Its fills take no
-// leases: they write with SET NX, which protects a Set but not a Delete.
+// misses and one call of a [BatchLoader] for the rest, with leases taken
+// and written over in one round trip each.
 //
 // # Values in Redis
 //

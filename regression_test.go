@@ -376,3 +376,40 @@ func TestLeaseIsAMissForOthers(t *testing.T) {
 		t.Fatalf("after a failed load: err %v, Redis has e: %v", err, m.Exists("tier:e"))
 	}
 }
+
+// The same for GetMany: a batch load racing with a Delete does not write
+// the deleted key back, and the keys nobody touched are stored.
+func TestSlowBatchLoadDoesNotResurrectDeletedKey(t *testing.T) {
+	m, client, _ := newMiniredis(t)
+	loading := newCache[string](t, Options{Redis: client})
+	deleting := newCache[string](t, Options{Redis: client})
+	entered, release := make(chan struct{}), make(chan struct{})
+	done := make(chan map[string]string)
+	go func() {
+		got, _ := loading.GetMany(context.Background(), []string{"k", "other", "gone"}, BatchLoaderFunc[string](
+			func(context.Context, []string) (map[string]string, error) {
+				close(entered)
+				<-release
+				return map[string]string{"k": "old", "other": "fine"}, nil
+			}))
+		done <- got
+	}()
+	<-entered
+	if err := deleting.Delete(context.Background(), "k"); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if got := <-done; got["k"] != "old" || got["other"] != "fine" {
+		t.Fatalf("GetMany returned %v", got)
+	}
+	if m.Exists("tier:k") {
+		got, _ := m.Get("tier:k")
+		t.Fatalf("Redis holds %q for k after Delete", got)
+	}
+	if got, _ := m.Get("tier:other"); !strings.Contains(got, "fine") {
+		t.Fatalf("Redis holds %q for other, want the loaded value", got)
+	}
+	if !m.Exists("tier:gone") {
+		t.Fatal("the batch's not-found answer was not cached in Redis")
+	}
+}

@@ -471,6 +471,13 @@ const leasePrefix = "\x00tier-lease\x00"
 
 func isLease(data []byte) bool { return bytes.HasPrefix(data, []byte(leasePrefix)) }
 
+// newLease returns a lease no other load holds.
+func newLease() []byte {
+	var token [16]byte
+	crand.Read(token[:])
+	return append([]byte(leasePrefix), hex.EncodeToString(token[:])...)
+}
+
 // takeLease puts a lease under key before a load, if the key is absent,
 // and returns it. The load writes its result only over its own lease: a
 // Set replaces the lease and a Delete removes it, so a load that read the
@@ -480,9 +487,7 @@ func (c *Cache[V]) takeLease(ctx context.Context, key string) []byte {
 	if c.far == nil {
 		return nil
 	}
-	var token [16]byte
-	crand.Read(token[:])
-	lease := append([]byte(leasePrefix), hex.EncodeToString(token[:])...)
+	lease := newLease()
 	ok, err := c.far.Add(ctx, key, lease, c.opts.LoadTimeout)
 	if err != nil {
 		c.farError("lease", key, err)
@@ -574,33 +579,6 @@ func (c *Cache[V]) encodeForStore(key string, v V) ([]byte, bool) {
 		return nil, false
 	}
 	return data, true
-}
-
-// storeAbsent caches "not found" for keys in both tiers; in Redis only
-// where a key is absent, unless overwrite (see loadThrough).
-func (c *Cache[V]) storeAbsent(ctx context.Context, guard local.FillGuard, keys []string, overwrite bool) {
-	tomb := codec.Tombstone()
-	ttls := make([]time.Duration, len(keys))
-	items := make(map[string]remote.Item, len(keys))
-	for i, k := range keys {
-		ttls[i] = c.jitter(c.opts.NotFoundTTL)
-		items[k] = remote.Item{Value: tomb, TTL: ttls[i]}
-	}
-	if c.far != nil {
-		var err error
-		if overwrite {
-			err = c.far.SetMany(ctx, items)
-		} else {
-			err = c.far.AddMany(ctx, items)
-		}
-		if err != nil {
-			c.farError("set", keys[0], err)
-		}
-	}
-	for i, k := range keys {
-		// The near copy lives no longer than the Redis copy just written.
-		c.fillNear(guard, k, nearEntry[V]{absent: true}, ttls[i], int64(len(tomb)))
-	}
 }
 
 func (c *Cache[V]) farError(op, key string, err error) {
@@ -830,54 +808,95 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 		return out, nil
 	}
 	c.stats.misses.Add(uint64(len(toLoad)))
+	// As in loadThrough: leases first, then a write only over each lease;
+	// corrupt bytes are overwritten.
+	leases := c.takeLeases(ctx, toLoad, corrupted)
 	loaded, err := c.loadMany(ctx, loader, toLoad)
 	if err != nil {
 		c.stats.loadErrors.Add(1)
+		c.swapFar(ctx, leaseReleases(leases), nil)
 		return out, fmt.Errorf("tier: load %d keys: %w", len(toLoad), err)
 	}
-	// Values go to Redis only where a key is absent (see loadThrough);
-	// corrupt bytes are overwritten.
-	var absent, absentCorrupt []string
-	add := make(map[string]remote.Item, len(toLoad))
+	tomb := codec.Tombstone()
+	swaps := make(map[string]remote.SwapItem, len(leases))
 	set := make(map[string]remote.Item)
 	for _, k := range toLoad {
-		v, ok := loaded[k]
-		if !ok {
-			if corrupted[k] {
-				absentCorrupt = append(absentCorrupt, k)
-			} else {
-				absent = append(absent, k)
+		v, found := loaded[k]
+		e := nearEntry[V]{value: v, absent: !found}
+		data, farTTL := tomb, c.jitter(c.opts.NotFoundTTL)
+		nearTTL := farTTL
+		if found {
+			out[k] = v
+			var ok bool
+			if data, ok = c.encodeForStore(k, v); !ok {
+				if l := leases[k]; l != nil {
+					swaps[k] = remote.SwapItem{Old: l} // give it back
+				}
+				continue
 			}
-			continue
+			farTTL = c.jitter(c.opts.FarTTL)
+			nearTTL = c.nearTTLFor(farTTL)
 		}
-		out[k] = v
-		data, ok := c.encodeForStore(k, v)
-		if !ok {
-			continue
+		switch {
+		case corrupted[k]:
+			set[k] = remote.Item{Value: data, TTL: farTTL}
+		case leases[k] != nil:
+			swaps[k] = remote.SwapItem{Old: leases[k], Value: data, TTL: farTTL}
 		}
-		item := remote.Item{Value: data, TTL: c.jitter(c.opts.FarTTL)}
-		if corrupted[k] {
-			set[k] = item
-		} else {
-			add[k] = item
-		}
-		c.fillNear(guard, k, nearEntry[V]{value: v}, c.nearTTLFor(item.TTL), int64(len(data)))
+		c.fillNear(guard, k, e, nearTTL, int64(len(data)))
 	}
-	if c.far != nil {
-		if err := c.far.AddMany(ctx, add); err != nil {
-			c.farError("setmany", toLoad[0], err)
-		}
-		if err := c.far.SetMany(ctx, set); err != nil {
-			c.farError("setmany", toLoad[0], err)
-		}
-	}
-	if len(absent) > 0 {
-		c.storeAbsent(ctx, guard, absent, false)
-	}
-	if len(absentCorrupt) > 0 {
-		c.storeAbsent(ctx, guard, absentCorrupt, true)
-	}
+	c.swapFar(ctx, swaps, set)
 	return out, nil
+}
+
+// takeLeases is takeLease for the keys of a batch load, but for those in
+// skip; it returns the leases it took, by key.
+func (c *Cache[V]) takeLeases(ctx context.Context, keys []string, skip map[string]bool) map[string][]byte {
+	if c.far == nil {
+		return nil
+	}
+	leases := make(map[string][]byte, len(keys))
+	want := make(map[string]remote.Item, len(keys))
+	for _, k := range keys {
+		if !skip[k] {
+			leases[k] = newLease()
+			want[k] = remote.Item{Value: leases[k], TTL: c.opts.LoadTimeout}
+		}
+	}
+	added, err := c.far.AddMany(ctx, want)
+	if err != nil {
+		c.farError("lease", keys[0], err)
+		return nil
+	}
+	for k := range leases {
+		if !added[k] {
+			delete(leases, k)
+		}
+	}
+	return leases
+}
+
+// leaseReleases gives every lease back.
+func leaseReleases(leases map[string][]byte) map[string]remote.SwapItem {
+	swaps := make(map[string]remote.SwapItem, len(leases))
+	for k, l := range leases {
+		swaps[k] = remote.SwapItem{Old: l}
+	}
+	return swaps
+}
+
+// swapFar writes a batch's results: swaps over their leases, sets over
+// corrupt bytes.
+func (c *Cache[V]) swapFar(ctx context.Context, swaps map[string]remote.SwapItem, set map[string]remote.Item) {
+	if c.far == nil {
+		return
+	}
+	if err := c.far.SwapMany(ctx, swaps); err != nil {
+		c.farError("setmany", "", err)
+	}
+	if err := c.far.SetMany(ctx, set); err != nil {
+		c.farError("setmany", "", err)
+	}
 }
 
 // loadMany calls the batch loader, turning a panic into an error.

@@ -70,12 +70,15 @@ func TestAddKeepsExistingValues(t *testing.T) {
 		if ok, err := s.Add(ctx, "new", []byte("loaded"), time.Minute); err != nil || !ok {
 			t.Fatalf("Add of a new key = %v, %v; want true", ok, err)
 		}
-		err := s.AddMany(ctx, map[string]remote.Item{
+		added, err := s.AddMany(ctx, map[string]remote.Item{
 			"k":    {Value: []byte("loaded"), TTL: time.Minute},
 			"{x}y": {Value: []byte("loaded"), TTL: time.Minute},
 		})
 		if err != nil {
 			t.Fatal(err)
+		}
+		if len(added) != 1 || !added["{x}y"] {
+			t.Fatalf("AddMany reported %v added, want only {x}y", added)
 		}
 		for k, want := range map[string]string{"k": "written", "new": "loaded", "{x}y": "loaded"} {
 			if it, ok := mustGet(t, s, k); !ok || string(it.Value) != want {
@@ -112,6 +115,21 @@ func TestSwap(t *testing.T) {
 		}
 		if _, ok := mustGet(t, s, "l"); ok {
 			t.Fatal("Swap with an empty value did not delete")
+		}
+		mustSet(t, s, "m1", "lease", time.Minute)
+		mustSet(t, s, "{m}2", "other", time.Minute)
+		err := s.SwapMany(ctx, map[string]remote.SwapItem{
+			"m1":   {Old: []byte("lease"), Value: []byte("v1"), TTL: time.Minute},
+			"{m}2": {Old: []byte("lease"), Value: []byte("v2"), TTL: time.Minute},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if it, _ := mustGet(t, s, "m1"); string(it.Value) != "v1" {
+			t.Fatalf("m1 = %q after SwapMany", it.Value)
+		}
+		if it, _ := mustGet(t, s, "{m}2"); string(it.Value) != "other" {
+			t.Fatalf("{m}2 = %q: SwapMany wrote over a value it did not expect", it.Value)
 		}
 	})
 }

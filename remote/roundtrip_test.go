@@ -66,7 +66,7 @@ func TestOneRoundTripPerOperation(t *testing.T) {
 				})
 				measure("Delete(10)", func() error { return s.Delete(ctx, keys[:10]...) })
 				note := remote.Notice{Channel: "ch", Payloads: [][]byte{[]byte("a"), []byte("b")}}
-				measure("AddMany(25)", func() error { return s.AddMany(ctx, items) })
+				measure("AddMany(25)", func() error { _, err := s.AddMany(ctx, items); return err })
 				measure("Add", func() error { _, err := s.Add(ctx, "two", []byte("v"), time.Minute); return err })
 				if _, cluster := c.(*redis.ClusterClient); !cluster && wrap.name == "as is" {
 					// On a cluster, or a client whose kind Store cannot see,

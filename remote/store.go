@@ -192,17 +192,19 @@ func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 // positive; if one is not, nothing is written. On a network error some
 // items may have been written and others not.
 func (s *Store) SetMany(ctx context.Context, items map[string]Item) error {
-	return s.writeMany(ctx, "set many", items, false)
+	_, err := s.writeMany(ctx, "set many", items, false)
+	return err
 }
 
-// writeMany stores items in one pipeline, with SET or, if onlyNew, SET NX.
-func (s *Store) writeMany(ctx context.Context, op string, items map[string]Item, onlyNew bool) error {
+// writeMany stores items in one pipeline, with SET or, if onlyNew, SET NX;
+// with SET NX it returns the keys it stored.
+func (s *Store) writeMany(ctx context.Context, op string, items map[string]Item, onlyNew bool) (map[string]bool, error) {
 	if len(items) == 0 {
-		return nil
+		return nil, nil
 	}
 	for k, it := range items {
 		if it.TTL <= 0 {
-			return fmt.Errorf("remote: %s %q: ttl %v is not positive", op, k, it.TTL)
+			return nil, fmt.Errorf("remote: %s %q: ttl %v is not positive", op, k, it.TTL)
 		}
 	}
 	keys := make([]string, 0, len(items))
@@ -210,7 +212,7 @@ func (s *Store) writeMany(ctx context.Context, op string, items map[string]Item,
 		keys = append(keys, k)
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("remote: %s %s: %w", op, describe(keys), err)
+		return nil, fmt.Errorf("remote: %s %s: %w", op, describe(keys), err)
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
@@ -226,12 +228,19 @@ func (s *Store) writeMany(ctx context.Context, op string, items map[string]Item,
 		}
 	}
 	_, _ = pipe.Exec(ctx) // errors are read from each command below
+	var added map[string]bool
+	if onlyNew {
+		added = make(map[string]bool, len(keys))
+	}
 	for i, c := range cmds {
 		if err := c.Err(); err != nil {
-			return fmt.Errorf("remote: %s %q: %w", op, keys[i], withContext(ctx, err))
+			return nil, fmt.Errorf("remote: %s %q: %w", op, keys[i], withContext(ctx, err))
+		}
+		if onlyNew && c.(*redis.BoolCmd).Val() {
+			added[keys[i]] = true
 		}
 	}
-	return nil
+	return added, nil
 }
 
 // Delete removes keys, in one round trip: a single UNLINK on a standalone
@@ -457,9 +466,50 @@ func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Dura
 }
 
 // AddMany is [Store.Add] for many items, in one round trip (one per
-// cluster node touched). Items whose key exists are left alone.
-func (s *Store) AddMany(ctx context.Context, items map[string]Item) error {
+// cluster node touched), and returns the keys it stored. Items whose key
+// exists are left alone.
+func (s *Store) AddMany(ctx context.Context, items map[string]Item) (map[string]bool, error) {
 	return s.writeMany(ctx, "add many", items, true)
+}
+
+// SwapItem is one compare-and-set of [Store.SwapMany].
+type SwapItem struct {
+	Old   []byte // what the key must hold
+	Value []byte // what to store; empty: delete the key
+	TTL   time.Duration
+}
+
+// SwapMany is [Store.Swap] for many keys, in one round trip (one per
+// cluster node touched).
+func (s *Store) SwapMany(ctx context.Context, items map[string]SwapItem) error {
+	if len(items) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(items))
+	for k, it := range items {
+		if len(it.Value) > 0 && it.TTL <= 0 {
+			return fmt.Errorf("remote: swap many %q: ttl %v is not positive", k, it.TTL)
+		}
+		keys = append(keys, k)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("remote: swap many %s: %w", describe(keys), err)
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	cmds := make([]*redis.Cmd, len(keys))
+	pipe := s.client.Pipeline()
+	for i, k := range keys {
+		it := items[k]
+		cmds[i] = swapScript.Eval(ctx, pipe, []string{s.Key(k)}, it.Old, it.Value, ceilMillis(it.TTL).Milliseconds())
+	}
+	_, _ = pipe.Exec(ctx) // errors are read from each command below
+	for i, c := range cmds {
+		if err := c.Err(); err != nil {
+			return fmt.Errorf("remote: swap many %q: %w", keys[i], withContext(ctx, err))
+		}
+	}
+	return nil
 }
 
 // swapScript replaces or deletes a key only while it holds an expected
