@@ -891,8 +891,9 @@ func (c *Cache[V]) swapFar(ctx context.Context, swaps map[string]remote.SwapItem
 	if c.far == nil {
 		return
 	}
+	// The errors name the first key that failed.
 	if err := c.far.SwapMany(ctx, swaps); err != nil {
-		c.farError("setmany", "", err)
+		c.farError("swapmany", "", err)
 	}
 	if err := c.far.SetMany(ctx, set); err != nil {
 		c.farError("setmany", "", err)
