@@ -35,19 +35,27 @@ func benchKeyList() []string {
 	return keys
 }
 
-// BenchmarkNearHit is a hit through tier.Cache.Get; compare it with
-// BenchmarkLocalHit, the same hit on the near tier alone.
-func BenchmarkNearHit(b *testing.B) {
+// benchFilledCache returns a near-only cache holding benchKeys users,
+// and their keys. Both hit benchmarks use it, so that their entries lie in
+// memory the same way.
+func benchFilledCache(b *testing.B) (*Cache[benchUser], []string) {
 	c, err := New[benchUser](Options{NearCapacity: benchKeys, NearTTL: time.Hour})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Close()
+	b.Cleanup(func() { c.Close() })
 	keys := benchKeyList()
-	ctx := context.Background()
 	for i, k := range keys {
-		c.Set(ctx, k, benchUser{ID: int64(i), Name: k})
+		c.Set(context.Background(), k, benchUser{ID: int64(i), Name: k})
 	}
+	return c, keys
+}
+
+// BenchmarkNearHit is a hit through tier.Cache.Get; compare it with
+// BenchmarkLocalHit, the same hit on the near tier alone.
+func BenchmarkNearHit(b *testing.B) {
+	c, keys := benchFilledCache(b)
+	ctx := context.Background()
 	loader := LoaderFunc[benchUser](func(context.Context, string) (benchUser, error) {
 		b.Fatal("a near hit called the loader")
 		return benchUser{}, nil
@@ -70,16 +78,7 @@ func BenchmarkNearHit(b *testing.B) {
 // the near tier of the same kind of cache, filled the same way, without
 // the tier.Cache around it.
 func BenchmarkLocalHit(b *testing.B) {
-	c, err := New[benchUser](Options{NearCapacity: benchKeys, NearTTL: time.Hour})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	keys := benchKeyList()
-	ctx := context.Background()
-	for i, k := range keys {
-		c.Set(ctx, k, benchUser{ID: int64(i), Name: k})
-	}
+	c, keys := benchFilledCache(b)
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {

@@ -14,6 +14,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
+	"github.com/tier-cache/tier/internal/clocktest"
+
 	"github.com/tier-cache/tier/codec"
 )
 
@@ -21,17 +23,8 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// fakeClock is a near-tier clock that moves only when told to.
-type fakeClock struct{ ns atomic.Int64 }
-
-func newFakeClock() *fakeClock {
-	c := &fakeClock{}
-	c.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	return c
-}
-
-func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+// newFakeClock returns a clock that moves only when told to.
+func newFakeClock() *clocktest.Fake { return clocktest.New() }
 
 // commandCounter is a go-redis hook that counts round trips and commands.
 type commandCounter struct {

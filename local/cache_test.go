@@ -7,28 +7,20 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/tier-cache/tier/internal/clocktest"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// fakeClock is a Clock that moves only when told to.
-type fakeClock struct{ ns atomic.Int64 }
-
-func newFakeClock() *fakeClock {
-	c := &fakeClock{}
-	c.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	return c
-}
-
-func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+// newFakeClock returns a clock that moves only when told to.
+func newFakeClock() *clocktest.Fake { return clocktest.New() }
 
 func newCache[V any](t testing.TB, opts Options[string, V]) *Cache[string, V] {
 	t.Helper()
@@ -467,10 +459,14 @@ func TestCloseStopsClockGoroutine(t *testing.T) {
 
 func TestDefaultClockParksAndWakes(t *testing.T) {
 	cc := newCoarseClock()
-	defer cc.close()
-	// Pretend the goroutine parked: readers must read the system clock
-	// themselves and leave a wake-up for the goroutine.
-	cc.now.Store(0)
+	// Stopped, the clock holds the parked marker for good, as a parked one
+	// does until woken: a read must go to the system clock itself (and keep
+	// moving) and leave a wake-up for the goroutine. Stopping it first keeps
+	// its ticks from racing with the reads below.
+	cc.close()
+	if cc.now.Load() != 0 {
+		t.Fatal("a stopped clock does not hold the parked marker")
+	}
 	a := cc.read()
 	if a == 0 {
 		t.Fatal("read returned the parked marker")
@@ -480,7 +476,7 @@ func TestDefaultClockParksAndWakes(t *testing.T) {
 	select {
 	case <-cc.wake:
 	default:
-		t.Fatal("a read of the parked clock did not wake its goroutine")
+		t.Fatal("a read of the parked clock did not leave a wake-up")
 	}
 }
 
