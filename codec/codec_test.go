@@ -597,7 +597,9 @@ func TestDecodeCorrupt(t *testing.T) {
 		{"unregistered user codec", []byte{1, 200, 0, 0xc0}, newRecord, "unknown codec ID 200"},
 		{"compression 2", []byte{1, 1, 2, 0xc0}, newRecord, "unknown compression ID 2"},
 		{"compression 15", []byte{1, 1, 0x0f, 0xc0}, newRecord, "unknown compression ID 15"},
-		{"reserved flag", []byte{1, 1, 0x10, 0xc0}, newRecord, "unknown flags 0x10"},
+		{"reserved flag", []byte{1, 1, 0x20, 0xc0}, newRecord, "unknown flags 0x20"},
+		{"truncated expiry", []byte{1, 1, 0x10, 0, 0, 1}, newRecord, "truncated expiry"},
+		{"expiring tombstone with payload", []byte{1, 0, 0x90, 0, 0, 0, 0, 0, 0, 0, 1, 0xc0}, newRecord, "malformed tombstone"},
 		{"tombstone with payload", []byte{1, 0, 0x80, 0xc0}, newRecord, "malformed tombstone"},
 		{"tombstone with codec", []byte{1, 1, 0x80}, newRecord, "malformed tombstone"},
 		{"tombstone with compression", []byte{1, 0, 0x81}, newRecord, "malformed tombstone"},
@@ -964,5 +966,76 @@ func TestEncodePanicIsAnError(t *testing.T) {
 	var s string
 	if err != nil || f.Decode(data, &s) != nil || s != "ok" {
 		t.Fatalf("after a panic: %q, %v", s, err)
+	}
+}
+
+func TestExpiryRoundTrip(t *testing.T) {
+	f, err := New(Options{CompressAbove: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.UnixMilli(1_800_000_000_123)
+	for _, v := range []any{
+		"short",
+		strings.Repeat("compressible ", 100), // S2 path
+		map[string]int{"a": 1},
+	} {
+		data, err := f.EncodeExpiring(v, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := Expiry(data)
+		if !ok || !got.Equal(at) {
+			t.Fatalf("Expiry of %T = %v, %v; want %v", v, got, ok, at)
+		}
+		if IsTombstone(data) {
+			t.Fatalf("a value reads as a tombstone")
+		}
+		plain, _ := f.Encode(v)
+		if _, ok := Expiry(plain); ok {
+			t.Fatal("Encode recorded an expiry")
+		}
+		// The expiry field does not change the value read back.
+		want := reflect.New(reflect.TypeOf(v))
+		if err := f.Decode(plain, want.Interface()); err != nil {
+			t.Fatal(err)
+		}
+		dst := reflect.New(reflect.TypeOf(v))
+		if err := f.Decode(data, dst.Interface()); err != nil {
+			t.Fatalf("Decode of an expiring %T: %v", v, err)
+		}
+		if !reflect.DeepEqual(dst.Elem().Interface(), want.Elem().Interface()) {
+			t.Fatalf("Decode of an expiring %T = %v, want %v", v, dst.Elem(), want.Elem())
+		}
+	}
+}
+
+func TestTombstoneExpiring(t *testing.T) {
+	f, _ := New(Options{})
+	at := time.UnixMilli(1_800_000_000_000)
+	tomb := TombstoneExpiring(at)
+	if !IsTombstone(tomb) {
+		t.Fatalf("IsTombstone(% x) = false", tomb)
+	}
+	if got, ok := Expiry(tomb); !ok || !got.Equal(at) {
+		t.Fatalf("Expiry = %v, %v; want %v", got, ok, at)
+	}
+	var s string
+	if err := f.Decode(tomb, &s); !errors.Is(err, ErrTombstone) {
+		t.Fatalf("Decode = %v, want ErrTombstone", err)
+	}
+	if !bytes.Equal(TombstoneExpiring(time.Time{}), Tombstone()) {
+		t.Fatal("TombstoneExpiring(zero) differs from Tombstone()")
+	}
+	// Near misses are not tombstones, and carry no expiry.
+	bad := append([]byte(nil), tomb...)
+	clear(bad[3:]) // expiry 0
+	for _, b := range [][]byte{bad, tomb[:10], append(tomb[:len(tomb):len(tomb)], 0)} {
+		if IsTombstone(b) {
+			t.Errorf("IsTombstone(% x) = true", b)
+		}
+	}
+	if _, ok := Expiry(bad); ok {
+		t.Error("an expiry of 0 was read as one")
 	}
 }

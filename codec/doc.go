@@ -23,15 +23,26 @@
 //	              for codecs this package may add
 //	2       1     flags:
 //	                bits 0-3 (0x0f)  compression ID: 0 none, 1 S2
-//	                bits 4-6 (0x70)  reserved, always 0
+//	                bit 4    (0x10)  expiry: an 8-byte expiry field follows
+//	                bits 5-6 (0x60)  reserved, always 0
 //	                bit 7    (0x80)  tombstone
-//	3       rest  payload: the codec's bytes, compressed if the compression
+//	3       8     only with the expiry flag: the time the value expires,
+//	              as Unix milliseconds, big-endian, never 0
+//	3 or 11 rest  payload: the codec's bytes, compressed if the compression
 //	              ID says so; empty in a tombstone
 //
 // An S2 payload is one S2 block (github.com/klauspost/compress/s2 block
 // format, not the framed stream format); it starts with the length of the
 // uncompressed bytes as an unsigned varint. A tombstone is exactly the three
-// bytes 01 00 80. So in redis-cli a msgpack value shows as
+// bytes 01 00 80, or 01 00 90 and an expiry field.
+//
+// The expiry field lets a reader learn how long a value has left to live
+// from the value alone: tier stores it in every value it writes to Redis, so
+// that a far hit is one plain GET rather than GET and PTTL, and so that a
+// value carried by an invalidation message keeps its deadline. It is
+// written from the writer's wall clock and judged by the reader's, so it is
+// as exact as the replicas' clocks agree; Redis's own TTL on the key remains
+// the authority on when the key disappears. So in redis-cli a msgpack value shows as
 // "\x01\x01\x00\x82\xa4name...", a compressed one as "\x01\x01\x01...", a
 // JSON value as "\x01\x02\x00{\"name\":...}" and a tombstone as
 // "\x01\x00\x80".

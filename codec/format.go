@@ -1,10 +1,13 @@
 package codec
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math"
 	"reflect"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/klauspost/compress/s2"
 )
@@ -18,8 +21,13 @@ const (
 
 	// Bits of the flags byte.
 	flagTombstone   = 0x80
-	flagReserved    = 0x70
+	flagReserved    = 0x60
+	flagExpiry      = 0x10
 	flagCompression = 0x0f
+
+	// expiryLen is the length of the expiry field that follows the header
+	// when flagExpiry is set: Unix milliseconds, big-endian.
+	expiryLen = 8
 
 	// Compression IDs, in the low four bits of the flags byte.
 	compressNone = 0
@@ -154,6 +162,13 @@ var scratchPool = sync.Pool{New: func() any { return new([]byte) }}
 // makes it smaller, compressed. The caller owns the returned slice. A
 // payload larger than [Options.MaxSize] is an error matching [ErrTooLarge].
 func (f *Format) Encode(v any) (data []byte, err error) {
+	return f.EncodeExpiring(v, time.Time{})
+}
+
+// EncodeExpiring is [Format.Encode] that also records in the header the
+// time at which the value expires, to the millisecond, for [Expiry] to read
+// back without decoding the value. A zero expires records nothing.
+func (f *Format) EncodeExpiring(v any, expires time.Time) (data []byte, err error) {
 	// A value's own marshalling method may panic; that is the value's
 	// fault, and the caller gets an error rather than a crash.
 	defer func() {
@@ -161,11 +176,25 @@ func (f *Format) Encode(v any) (data []byte, err error) {
 			data, err = nil, fmt.Errorf("codec: %s: encoding %T panicked: %v", f.codec.Name(), v, r)
 		}
 	}()
-	return f.encode(v)
+	var h [headerLen + expiryLen]byte
+	return f.encode(v, header(h[:0], f.id, expires))
 }
 
-func (f *Format) encode(v any) ([]byte, error) {
-	hdr := [headerLen]byte{version, f.id, compressNone}
+// header appends to dst the header of a value written by codec id, with
+// the expiry field when expires is not zero.
+func header(dst []byte, id uint8, expires time.Time) []byte {
+	if expires.IsZero() {
+		return append(dst, version, id, compressNone)
+	}
+	ms := expires.UnixMilli()
+	if ms < 1 {
+		ms = 1 // 0 would read as "no expiry"; the value is long gone anyway
+	}
+	return binary.BigEndian.AppendUint64(append(dst, version, id, flagExpiry), uint64(ms))
+}
+
+func (f *Format) encode(v any, hdr []byte) ([]byte, error) {
+	headerLen := len(hdr)
 	var (
 		buf     []byte // header, then payload
 		scratch *[]byte
@@ -174,7 +203,7 @@ func (f *Format) encode(v any) ([]byte, error) {
 		// Marshal right after the header in a pooled buffer.
 		scratch = scratchPool.Get().(*[]byte)
 		defer putScratch(scratch)
-		b, err := f.app.appendMarshal(append((*scratch)[:0], hdr[:]...), v)
+		b, err := f.app.appendMarshal(append((*scratch)[:0], hdr...), v)
 		*scratch = b
 		if err != nil {
 			return nil, fmt.Errorf("codec: %s: encoding %T: %w", f.codec.Name(), v, err)
@@ -190,11 +219,11 @@ func (f *Format) encode(v any) ([]byte, error) {
 				return nil, f.tooLarge(v, len(p))
 			}
 			out := make([]byte, headerLen+len(p))
-			copy(out, hdr[:])
+			copy(out, hdr)
 			copy(out[headerLen:], p)
 			return out, nil
 		}
-		buf = append(hdr[:], p...)
+		buf = append(hdr, p...)
 	}
 
 	payload := buf[headerLen:]
@@ -211,8 +240,8 @@ func (f *Format) encode(v any) ([]byte, error) {
 			c := s2.Encode((*cs)[headerLen:headerLen+n], payload)
 			if len(c) < len(payload) {
 				out := make([]byte, headerLen+len(c))
-				copy(out, hdr[:])
-				out[2] = compressS2
+				copy(out, hdr)
+				out[2] |= compressS2
 				copy(out[headerLen:], c)
 				return out, nil
 			}
@@ -258,8 +287,14 @@ func (f *Format) Decode(data []byte, v any) error {
 	}
 	id, flags := data[1], data[2]
 	payload := data[headerLen:]
+	if flags&flagExpiry != 0 {
+		if len(payload) < expiryLen {
+			return corrupt(fmt.Sprintf("truncated expiry: %d bytes, want %d", len(payload), expiryLen))
+		}
+		payload = payload[expiryLen:]
+	}
 	if flags&flagTombstone != 0 {
-		if id != 0 || flags != flagTombstone || len(payload) != 0 {
+		if id != 0 || flags&^flagExpiry != flagTombstone || len(payload) != 0 {
 			return corrupt(fmt.Sprintf("malformed tombstone: codec ID %d, flags 0x%02x, %d payload bytes", id, flags, len(payload)))
 		}
 		return ErrTombstone
@@ -324,7 +359,38 @@ func Tombstone() []byte {
 	return b[:]
 }
 
-// IsTombstone reports whether data is the bytes of [Tombstone].
+// TombstoneExpiring is [Tombstone] with the time at which it expires
+// recorded in its header, as [Format.EncodeExpiring] does for a value. A
+// zero expires records nothing.
+func TombstoneExpiring(expires time.Time) []byte {
+	b := header(make([]byte, 0, headerLen+expiryLen), 0, expires)
+	b[2] |= flagTombstone
+	return b
+}
+
+// IsTombstone reports whether data is the bytes of [Tombstone] or of
+// [TombstoneExpiring].
 func IsTombstone(data []byte) bool {
-	return len(data) == headerLen && [headerLen]byte(data) == tombstone
+	switch len(data) {
+	case headerLen:
+		return [headerLen]byte(data) == tombstone
+	case headerLen + expiryLen:
+		return data[0] == version && data[1] == 0 && data[2] == flagTombstone|flagExpiry && binary.BigEndian.Uint64(data[headerLen:]) != 0
+	}
+	return false
+}
+
+// Expiry returns the time at which data expires, as recorded by
+// [Format.EncodeExpiring] or [TombstoneExpiring], and whether data records
+// one. It reads the header only, so it costs nothing like a Decode, and it
+// reports false for bytes that are not a value of this format.
+func Expiry(data []byte) (time.Time, bool) {
+	if len(data) < headerLen+expiryLen || data[0] != version || data[2]&flagExpiry == 0 {
+		return time.Time{}, false
+	}
+	ms := binary.BigEndian.Uint64(data[headerLen:])
+	if ms == 0 || ms > math.MaxInt64 {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(int64(ms)), true
 }
