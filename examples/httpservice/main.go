@@ -7,14 +7,18 @@
 //
 // Endpoints:
 //
-//	GET    /v/{key}   the value; header X-Cache says near, far or load
+//	GET    /v/{key}   the value, or 404; header X-Cache says near, far or load
 //	PUT    /v/{key}   set the value to the request body
 //	DELETE /v/{key}   delete the value
+//	POST   /invalidate/{key}  drop the key's near copies in every replica
 //	GET    /stats     the cache's counters as JSON
 //
 // The loader makes a value from the key and a counter of this process's
 // loads ("load 3 of user:1 by 127.0.0.1:8081"), so every load can be told
-// apart. With no -redis, an embedded miniredis serves this process alone.
+// apart. With -source URL it reads the value from the source of truth
+// instead: GET URL/{key}, where 200 gives the body and 404 "not found"
+// (the soak test in internal/soak serves one). With no -redis, an embedded
+// miniredis serves this process alone.
 package main
 
 import (
@@ -28,6 +32,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"sync/atomic"
@@ -44,16 +49,17 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:8080", "address to serve HTTP on")
 	redisAddr := flag.String("redis", "", "Redis address (default: an embedded miniredis)")
 	namespace := flag.String("namespace", "demo", "cache namespace (Redis key prefix and invalidation channel)")
+	source := flag.String("source", "", "base URL of a source of truth to load from (default: make values up)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *listen, *redisAddr, *namespace); err != nil {
+	if err := run(ctx, *listen, *redisAddr, *namespace, *source); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(ctx context.Context, listen, redisAddr, namespace string) error {
+func run(ctx context.Context, listen, redisAddr, namespace, source string) error {
 	if redisAddr == "" {
 		m, err := miniredis.Run()
 		if err != nil {
@@ -84,10 +90,16 @@ func run(ctx context.Context, listen, redisAddr, namespace string) error {
 	loader := tier.LoaderFunc[string](func(ctx context.Context, key string) (string, error) {
 		return fmt.Sprintf("load %d of %s by %s", loads.Add(1), key, self), nil
 	})
+	if source != "" {
+		loader = sourceLoader(source)
+	}
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v/{key}", func(w http.ResponseWriter, r *http.Request) {
 		res, err := cache.Fetch(r.Context(), r.PathValue("key"), loader)
+		if res.Source != 0 {
+			w.Header().Set("X-Cache", res.Source.String())
+		}
 		if errors.Is(err, tier.ErrNotFound) {
 			http.Error(w, "not found", http.StatusNotFound)
 			return
@@ -96,7 +108,6 @@ func run(ctx context.Context, listen, redisAddr, namespace string) error {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		w.Header().Set("X-Cache", res.Source.String())
 		io.WriteString(w, res.Value)
 	})
 	mux.HandleFunc("PUT /v/{key}", func(w http.ResponseWriter, r *http.Request) {
@@ -113,6 +124,13 @@ func run(ctx context.Context, listen, redisAddr, namespace string) error {
 	})
 	mux.HandleFunc("DELETE /v/{key}", func(w http.ResponseWriter, r *http.Request) {
 		if err := cache.Delete(r.Context(), r.PathValue("key")); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /invalidate/{key}", func(w http.ResponseWriter, r *http.Request) {
+		if err := cache.Invalidate(r.Context(), r.PathValue("key")); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
@@ -136,4 +154,30 @@ func run(ctx context.Context, listen, redisAddr, namespace string) error {
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return srv.Shutdown(shutdown)
+}
+
+// sourceLoader loads a key from a source of truth over HTTP: GET
+// base/{key}, 200 with the value, or 404 for a key without one.
+func sourceLoader(base string) tier.LoaderFunc[string] {
+	return func(ctx context.Context, key string) (string, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/"+url.PathEscape(key), nil)
+		if err != nil {
+			return "", err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		switch {
+		case err != nil:
+			return "", err
+		case resp.StatusCode == http.StatusNotFound:
+			return "", tier.ErrNotFound
+		case resp.StatusCode != http.StatusOK:
+			return "", fmt.Errorf("source: GET %s: %s", key, resp.Status)
+		}
+		return string(body), nil
+	}
 }

@@ -22,9 +22,10 @@ type replica struct {
 }
 
 // startReplica runs the built binary and waits for its "listening on" line.
-func startReplica(t *testing.T, bin, redisAddr string) *replica {
+// Extra flags follow the defaults.
+func startReplica(t *testing.T, bin, redisAddr string, flags ...string) *replica {
 	t.Helper()
-	cmd := exec.Command(bin, "-listen", "127.0.0.1:0", "-redis", redisAddr, "-namespace", "demo")
+	cmd := exec.Command(bin, append([]string{"-listen", "127.0.0.1:0", "-redis", redisAddr, "-namespace", "demo"}, flags...)...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -77,14 +78,21 @@ func (r *replica) eventually(key string, want func(value, source string) bool) (
 	}
 }
 
-// Two replicas as separate processes on one real redis-server: a write on
-// one is seen by the other, and an operator's PUBLISH makes both reload.
-func TestTwoReplicasOnRealRedis(t *testing.T) {
-	srv := redistest.Start(t)
+// build compiles the service into the test's temporary directory.
+func build(t *testing.T) string {
+	t.Helper()
 	bin := filepath.Join(t.TempDir(), "httpservice")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
+	return bin
+}
+
+// Two replicas as separate processes on one real redis-server: a write on
+// one is seen by the other, and an operator's PUBLISH makes both reload.
+func TestTwoReplicasOnRealRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	bin := build(t)
 	a := startReplica(t, bin, srv.Addr())
 	b := startReplica(t, bin, srv.Addr())
 
