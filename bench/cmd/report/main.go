@@ -1,0 +1,171 @@
+// Command report measures tier against its peers and the floors beneath
+// them, in one process run, and prints the figures as markdown:
+//
+//	cd bench && go run ./cmd/report          # the full run, written to RESULTS.md
+//	cd bench && go run ./cmd/report -quick   # the CI smoke run, printed only
+//
+// It starts a redis-server on a free loopback port when the binary is on
+// PATH, and otherwise uses an embedded miniredis and marks the rows that
+// touched it.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tier-cache/tier/bench/internal/redisproc"
+	"github.com/tier-cache/tier/bench/internal/suite"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "report:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	testing.Init() // testing.Benchmark reads the -test.benchtime flag
+	quick := flag.Bool("quick", false, "the CI smoke run: every row, small figures, in well under a minute; writes no file unless -out is given")
+	out := flag.String("out", "", "write the report to this file (default: RESULTS.md for a full run, nothing for -quick)")
+	runs := flag.Int("runs", 0, "runs of each group (default: 5, or 3 with -quick)")
+	benchtime := flag.Duration("benchtime", 0, "time of one Go benchmark run (default: 500ms, or 30ms with -quick)")
+	only := flag.String("only", "", "measure only the groups whose ID matches this regular expression (e.g. 'near|far'); writes no file unless -out is given")
+	list := flag.Bool("list", false, "list the groups' IDs and exit")
+	mini := flag.Bool("miniredis", false, "use the embedded miniredis even if redis-server is on PATH")
+	flag.Parse()
+
+	cfg := suite.Full
+	if *quick {
+		cfg = suite.Quick
+	}
+	if *runs > 0 {
+		cfg.Runs = *runs
+	}
+	if *benchtime > 0 {
+		cfg.BenchTime = *benchtime
+	}
+	groups := suite.Groups(cfg)
+	if *list {
+		for _, g := range groups {
+			fmt.Printf("%-22s %s: %s\n", g.ID, g.Section, g.Case)
+		}
+		return nil
+	}
+	if *only != "" {
+		re, err := regexp.Compile(*only)
+		if err != nil {
+			return fmt.Errorf("-only: %w", err)
+		}
+		groups = filter(groups, re)
+		if len(groups) == 0 {
+			return fmt.Errorf("-only %q matches no group (see -list)", *only)
+		}
+	}
+	path := *out
+	if path == "" && !*quick && *only == "" && *runs == 0 && *benchtime == 0 {
+		path = "RESULTS.md"
+	}
+	if err := flag.Set("test.benchtime", cfg.BenchTime.String()); err != nil {
+		return err
+	}
+
+	srv, err := redisproc.Start(*mini)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	redisNote := srv.Kind + " on loopback, started for this run"
+	if !srv.Real {
+		redisNote = "embedded miniredis (no redis-server on PATH): rows that use Redis are marked †"
+		fmt.Fprintln(os.Stderr, "report: no redis-server on PATH, using the embedded miniredis; Redis rows are marked †")
+	}
+
+	env := suite.NewEnv(cfg, srv)
+	defer env.Close()
+	began := time.Now()
+	var results []suite.GroupResult
+	for i, g := range groups {
+		fmt.Fprintf(os.Stderr, "report: [%d/%d] %s: %s ... ", i+1, len(groups), g.Section, g.Case)
+		gr := suite.Run(env, g)
+		fmt.Fprintf(os.Stderr, "%.1fs\n", gr.Duration.Seconds())
+		for _, r := range gr.Results {
+			if r.Err != nil {
+				fmt.Fprintf(os.Stderr, "report:   %s: %v\n", r.Impl.Name, r.Err)
+			}
+		}
+		results = append(results, gr)
+	}
+
+	command := "cd bench && go run ./cmd/report"
+	if *quick {
+		command += " -quick"
+	}
+	h := suite.Header{
+		Machine: machine(),
+		Date:    began.UTC().Format("2006-01-02 15:04 UTC"),
+		Go:      runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH,
+		Redis:   redisNote,
+		Config:  cfg,
+		Command: command,
+		Quick:   *quick,
+	}
+	var buf bytes.Buffer
+	suite.Render(&buf, h, results)
+	fmt.Fprintf(&buf, "\nThe run took %s.\n", time.Since(began).Round(time.Second))
+	os.Stdout.Write(buf.Bytes())
+	if path != "" {
+		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "report: wrote %s\n", path)
+	}
+	for _, gr := range results {
+		for _, r := range gr.Results {
+			if r.Err != nil {
+				return fmt.Errorf("%s / %s: %w", gr.ID, r.Impl.Name, r.Err)
+			}
+		}
+	}
+	return nil
+}
+
+func filter(groups []suite.Group, re *regexp.Regexp) []suite.Group {
+	var out []suite.Group
+	for _, g := range groups {
+		if re.MatchString(g.ID) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// machine names the CPU model and counts the cores.
+func machine() string {
+	model := runtime.GOARCH
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		model = cpuModel(f, model)
+		f.Close()
+	}
+	return fmt.Sprintf("%s, %d cores (GOMAXPROCS %d)", model, runtime.NumCPU(), runtime.GOMAXPROCS(0))
+}
+
+func cpuModel(r io.Reader, fallback string) string {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return fallback
+}

@@ -1,0 +1,256 @@
+package suite
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"strings"
+)
+
+// Header is what the report says about where and how it was measured.
+type Header struct {
+	Machine string // CPU model and cores
+	Date    string
+	Go      string
+	Redis   string // server kind, or the miniredis warning
+	Config  Config
+	Command string
+	Quick   bool
+}
+
+// lossMargin is how much worse than a peer tier must be before a row is
+// listed as a loss: less is within this machine's noise.
+const lossMargin = 0.10
+
+// Render writes the report as markdown.
+func Render(w io.Writer, h Header, results []GroupResult) {
+	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
+	p("# tier against its peers and the floors\n\n")
+	p("Produced by `%s`; do not edit by hand.\n\n", h.Command)
+	if h.Quick {
+		p("**Quick run** (CI smoke test): small figures, not for reading.\n\n")
+	}
+	p("| | |\n|---|---|\n")
+	p("| machine | %s |\n| date | %s |\n| Go | %s |\n| Redis | %s |\n", h.Machine, h.Date, h.Go, h.Redis)
+	p("| method | median of %d runs (min–max); Go benchmarks of %v each; within each run, tier and every peer are measured one after the other |\n",
+		h.Config.Runs, h.Config.BenchTime)
+	p("\nThe ratio columns are tier / that row: below 1× tier is faster or smaller, above 1× slower or bigger; for hit ratios, above 1× tier hits more. Floors are the bare operations underneath, which no cache can beat.\n")
+
+	section := ""
+	anyMini := false
+	for _, gr := range results {
+		if gr.Section != section {
+			section = gr.Section
+			p("\n## %s\n\n", section)
+			if d, ok := sectionNotes[section]; ok {
+				p("%s\n\n", d)
+			}
+			p("| case | implementation |")
+			for _, m := range gr.Metrics {
+				p(" %s |", m.Name)
+				if m.Ratio {
+					p(" tier / this |")
+				}
+			}
+			p("\n|---|---|")
+			for _, m := range gr.Metrics {
+				p("---:|")
+				if m.Ratio {
+					p("---:|")
+				}
+			}
+			p("\n")
+		}
+		tierStats := gr.tierStats()
+		for i, r := range gr.Results {
+			c := ""
+			if i == 0 {
+				c = gr.Case
+				if gr.OnMini {
+					c += " †"
+					anyMini = true
+				}
+			}
+			p("| %s | %s |", c, implLabel(r.Impl))
+			if r.Err != nil {
+				p(" error: %s |", strings.ReplaceAll(r.Err.Error(), "|", "/"))
+				for range len(gr.Metrics)*2 - 1 {
+					p(" |")
+				}
+				p("\n")
+				continue
+			}
+			for m, metric := range gr.Metrics {
+				st, ok := Summarize(r.Samples[m])
+				if !ok {
+					p(" – |")
+				} else {
+					p(" %s |", formatStat(st, metric, len(r.Samples[m])))
+				}
+				if metric.Ratio {
+					if r.Impl.Role == Tier || !ok || tierStats[m] == nil {
+						p(" |")
+					} else {
+						p(" %s |", formatRatio(tierStats[m].Median, st.Median))
+					}
+				}
+			}
+			p("\n")
+		}
+	}
+	if anyMini {
+		p("\n† measured on the embedded miniredis, because no redis-server was on PATH: these figures say nothing about a real server.\n")
+	}
+	renderLosses(w, results)
+}
+
+var sectionNotes = map[string]string{
+	"Near hit": "A hit of a struct value, keys read in a cycle; every cache is filled to the row's size and holds every key.",
+	"Far hit": "A near miss answered by Redis on loopback. tier drops its near copy before each read; go-redis/cache runs without its local cache.",
+	"Invalidation propagation": "From the start of replica A's Set until replica B, which held the old value near, gets the new one from its Get (B polls); against a PUBLISH until a go-redis subscriber receives it.",
+	"Stampede": "Goroutines wait at a barrier, then all read one key that neither tier holds; the source takes 20ms to answer.",
+	"Near hit ratio": "Each cache replays the same trace (get, and on a miss store); one run, since the trace is fixed.",
+	"Heap per entry": "Growth of the live heap after filling a new cache, divided by the entries; the keys exist before and are not counted.",
+}
+
+func implLabel(i Impl) string {
+	name := i.Name
+	switch i.Role {
+	case Tier:
+		name = "**" + name + "**"
+	case Floor:
+		name += " (floor)"
+	case Ceiling:
+		name += " (ceiling)"
+	}
+	if i.Note != "" {
+		name += ", " + i.Note
+	}
+	return name
+}
+
+func (gr GroupResult) tierStats() []*Stat {
+	out := make([]*Stat, len(gr.Metrics))
+	for _, r := range gr.Results {
+		if r.Impl.Role != Tier || r.Err != nil {
+			continue
+		}
+		for m := range gr.Metrics {
+			if st, ok := Summarize(r.Samples[m]); ok {
+				out[m] = &st
+			}
+		}
+	}
+	return out
+}
+
+func formatStat(st Stat, m Metric, n int) string {
+	f := func(v float64) string { return formatNum(v, m.Decimals) }
+	if n == 1 || (st.Min == st.Max && st.Min == st.Median) {
+		return f(st.Median)
+	}
+	return fmt.Sprintf("%s (%s–%s)", f(st.Median), f(st.Min), f(st.Max))
+}
+
+func formatNum(v float64, decimals int) string {
+	if decimals == 0 && math.Abs(v) < 10 && v != math.Trunc(v) {
+		decimals = 1
+	}
+	s := fmt.Sprintf("%.*f", decimals, v)
+	// Thousands separators for the integer part of large figures.
+	intPart, frac, _ := strings.Cut(s, ".")
+	neg := strings.HasPrefix(intPart, "-")
+	intPart = strings.TrimPrefix(intPart, "-")
+	if len(intPart) > 4 {
+		var b strings.Builder
+		for i, ch := range intPart {
+			if i > 0 && (len(intPart)-i)%3 == 0 {
+				b.WriteByte(',')
+			}
+			b.WriteRune(ch)
+		}
+		intPart = b.String()
+	}
+	if neg {
+		intPart = "-" + intPart
+	}
+	if frac != "" {
+		return intPart + "." + frac
+	}
+	return intPart
+}
+
+func formatRatio(tier, other float64) string {
+	if other == 0 {
+		if tier == 0 {
+			return "1×"
+		}
+		return "∞"
+	}
+	r := tier / other
+	if r >= 10 {
+		return fmt.Sprintf("%.0f×", r)
+	}
+	return fmt.Sprintf("%.2f×", r)
+}
+
+// Loss is a row where tier does worse than a peer by more than the
+// noise margin.
+type Loss struct {
+	Group  GroupResult
+	Peer   string
+	Metric Metric
+	Tier   float64
+	Other  float64
+}
+
+// Losses returns the rows where tier loses to a peer.
+func Losses(results []GroupResult) []Loss {
+	var out []Loss
+	for _, gr := range results {
+		ts := gr.tierStats()
+		for _, r := range gr.Results {
+			if r.Impl.Role != Peer || r.Err != nil {
+				continue
+			}
+			for m, metric := range gr.Metrics {
+				st, ok := Summarize(r.Samples[m])
+				if !metric.Ratio || !ok || ts[m] == nil {
+					continue
+				}
+				t := ts[m].Median
+				lost := t > st.Median*(1+lossMargin)
+				if metric.HigherBetter {
+					lost = t < st.Median*(1-lossMargin/5)
+				}
+				if lost {
+					out = append(out, Loss{gr, r.Impl.Name, metric, t, st.Median})
+				}
+			}
+		}
+	}
+	return out
+}
+
+func renderLosses(w io.Writer, results []GroupResult) {
+	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
+	p("\n## Where tier loses\n\n")
+	losses := Losses(results)
+	if len(losses) == 0 {
+		p("Nowhere in this run by more than the noise margin (%.0f%%; 2%% for hit ratios).\n", lossMargin*100)
+		return
+	}
+	p("Rows where a peer beats tier by more than the noise margin (%.0f%%; 2%% for hit ratios), with the reason found by profiling (`go test -run x -bench 'Report/<id>' -cpuprofile cpu.out` in bench/, then `go tool pprof`):\n\n", lossMargin*100)
+	for _, l := range losses {
+		p("- **%s, %s** (`%s`): tier %s against %s's %s %s (%s).",
+			l.Group.Section, l.Group.Case, l.Group.ID,
+			formatNum(l.Tier, l.Metric.Decimals), l.Peer, formatNum(l.Other, l.Metric.Decimals),
+			l.Metric.Name, formatRatio(l.Tier, l.Other))
+		if why := lossReason(l.Group.ID, l.Peer); why != "" {
+			p(" %s", why)
+		} else {
+			p(" No reason recorded for this row yet.")
+		}
+		p("\n")
+	}
+}
