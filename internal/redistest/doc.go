@@ -14,6 +14,9 @@
 // (CROSSSLOT). It takes about two seconds longer to start, because Redis
 // holds a fresh cluster node unwritable for that long.
 //
+// [StartTLS] starts a server that accepts only TLS, with a CA and a server
+// certificate generated for the test, and clients that trust that CA.
+//
 // A [Server] can be killed ([Server.Kill]), stopped gracefully
 // ([Server.Stop]) and started again on the same port ([Server.Restart]), which
 // lets tests show how a client behaves while Redis is down and after it comes

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -58,8 +59,9 @@ type Server struct {
 	dir     string // working directory of the server (a test temp dir)
 	logPath string // file that collects the server's stdout and stderr
 	port    int
-	cluster bool // cluster mode, one node serving every slot
-	busPort int  // cluster bus port, when cluster
+	cluster bool      // cluster mode, one node serving every slot
+	busPort int       // cluster bus port, when cluster
+	tls     *tlsFiles // TLS only, when set (StartTLS)
 
 	mu   sync.Mutex
 	proc *process // the running process, nil while stopped
@@ -79,7 +81,7 @@ type process struct {
 // environment variable CI is "true", in which case it fails the test.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
-	return launch(tb, false)
+	return launch(tb, false, false)
 }
 
 // StartCluster is like [Start], but the server runs in cluster mode as a
@@ -90,11 +92,21 @@ func Start(tb testing.TB) *Server {
 // running six servers.
 func StartCluster(tb testing.TB) *Server {
 	tb.Helper()
-	return launch(tb, true)
+	return launch(tb, true, false)
+}
+
+// StartTLS is like [Start], but the server accepts only TLS connections,
+// with a certificate for 127.0.0.1 signed by a CA that StartTLS generates
+// in the test's temporary directory. Clients from [Server.Client] and
+// [Server.Options] trust that CA; [Server.TLSConfig] returns the client
+// configuration alone. Clients need not present a certificate.
+func StartTLS(tb testing.TB) *Server {
+	tb.Helper()
+	return launch(tb, false, true)
 }
 
 // launch starts a server, standalone or as a one-node cluster.
-func launch(tb testing.TB, cluster bool) *Server {
+func launch(tb testing.TB, cluster, withTLS bool) *Server {
 	tb.Helper()
 	bin, err := exec.LookPath(binary)
 	if err != nil {
@@ -109,6 +121,13 @@ func launch(tb testing.TB, cluster bool) *Server {
 		dir:     dir,
 		logPath: filepath.Join(dir, "redis-server.log"),
 		cluster: cluster,
+	}
+	if withTLS {
+		files, err := writeTLSFiles(dir)
+		if err != nil {
+			tb.Fatalf("redistest: generate TLS certificates: %v", err)
+		}
+		s.tls = files
 	}
 	tb.Cleanup(func() {
 		s.kill()
@@ -144,7 +163,17 @@ func (s *Server) Options() *redis.Options {
 	return &redis.Options{
 		Addr:                  s.Addr(),
 		ContextTimeoutEnabled: true,
+		TLSConfig:             s.TLSConfig(),
 	}
+}
+
+// TLSConfig returns a fresh client TLS configuration that trusts the
+// server's CA, for a server started with [StartTLS]; nil for the others.
+func (s *Server) TLSConfig() *tls.Config {
+	if s.tls == nil {
+		return nil
+	}
+	return s.tls.clientConfig()
 }
 
 // Client returns a new client connected to the server, built from
@@ -305,8 +334,13 @@ func (s *Server) start(port int) error {
 	fmt.Fprintf(logFile, "=== redistest: starting %s on 127.0.0.1:%d at %s ===\n", s.bin, port, time.Now().Format(time.RFC3339Nano))
 	offset, _ := logFile.Seek(0, io.SeekEnd)
 
-	cmd := exec.Command(s.bin,
-		"--port", strconv.Itoa(port),
+	ports := []string{"--port", strconv.Itoa(port)}
+	if s.tls != nil {
+		ports = []string{"--port", "0", "--tls-port", strconv.Itoa(port),
+			"--tls-cert-file", s.tls.cert, "--tls-key-file", s.tls.key,
+			"--tls-ca-cert-file", s.tls.ca, "--tls-auth-clients", "no"}
+	}
+	cmd := exec.Command(s.bin, append(ports,
 		"--bind", "127.0.0.1",
 		"--protected-mode", "yes",
 		"--save", "",
@@ -314,7 +348,7 @@ func (s *Server) start(port int) error {
 		"--daemonize", "no",
 		"--dir", s.dir,
 		"--logfile", "", // log to stdout, which is logFile
-	)
+	)...)
 	if s.cluster {
 		// The node's view of the cluster is kept in nodes.conf in the
 		// temp dir, so a restarted node still serves every slot.
@@ -340,7 +374,7 @@ func (s *Server) start(port int) error {
 		close(p.done)
 	}()
 
-	err = waitReady(p, port)
+	err = waitReady(p, port, s.TLSConfig())
 	if err == nil && s.cluster {
 		err = claimSlots(port)
 	}
@@ -391,7 +425,7 @@ func (s *Server) logSince(offset int64, substr string) bool {
 // waitReady polls the server on port until it answers PING and reports the
 // process id of p, so that a different server already listening on the same
 // port is not mistaken for ours.
-func waitReady(p *process, port int) error {
+func waitReady(p *process, port int, tlsConfig *tls.Config) error {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	deadline := time.Now().Add(readyTimeout)
 	var lastErr error
@@ -401,7 +435,7 @@ func waitReady(p *process, port int) error {
 			return fmt.Errorf("%s exited before answering PING: %v", binary, p.cmd.ProcessState)
 		default:
 		}
-		pid, err := probe(addr)
+		pid, err := probe(addr, tlsConfig)
 		if err == nil {
 			if pid == p.cmd.Process.Pid {
 				return nil
@@ -421,12 +455,16 @@ func waitReady(p *process, port int) error {
 	}
 }
 
-// probe sends PING and INFO server over a fresh connection and returns the
-// server's process id.
-func probe(addr string) (int, error) {
-	conn, err := net.DialTimeout("tcp", addr, time.Second)
+// probe sends PING and INFO server over a fresh connection (TLS when
+// tlsConfig is set) and returns the server's process id.
+func probe(addr string, tlsConfig *tls.Config) (int, error) {
+	raw, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return 0, err
+	}
+	conn := raw
+	if tlsConfig != nil {
+		conn = tls.Client(raw, tlsConfig)
 	}
 	defer conn.Close()
 	if err := conn.SetDeadline(time.Now().Add(time.Second)); err != nil {

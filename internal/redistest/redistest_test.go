@@ -181,3 +181,35 @@ func TestPauseAndKillClients(t *testing.T) {
 		t.Fatalf("a GET during CLIENT PAUSE answered: %v", err)
 	}
 }
+
+// A TLS-only server: a client trusting the generated CA connects, and a
+// client without TLS or trusting nothing does not.
+func TestStartTLS(t *testing.T) {
+	s := redistest.StartTLS(t)
+	ctx := ctxT(t)
+	c := s.Client(t)
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatalf("SET over TLS: %v", err)
+	}
+	s.Plant(t, "raw", []byte("x"))
+	plain := redis.NewClient(&redis.Options{Addr: s.Addr(), ContextTimeoutEnabled: true, MaxRetries: -1})
+	defer plain.Close()
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := plain.Ping(short).Err(); err == nil {
+		t.Fatal("a plain-text client was served by the TLS-only server")
+	}
+	untrusting := s.Options()
+	untrusting.TLSConfig.RootCAs = nil
+	untrusting.MaxRetries = -1
+	u := redis.NewClient(untrusting)
+	defer u.Close()
+	if err := u.Ping(ctx).Err(); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("a client that does not trust the CA: %v, want a certificate error", err)
+	}
+	s.Kill(t)
+	s.Restart(t)
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING over TLS after restart: %v", err)
+	}
+}
