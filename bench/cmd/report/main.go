@@ -37,12 +37,16 @@ func run() error {
 	testing.Init() // testing.Benchmark reads the -test.benchtime flag
 	quick := flag.Bool("quick", false, "the CI smoke run: every row, small figures, in well under a minute; writes no file unless -out is given")
 	out := flag.String("out", "", "write the report to this file (default: RESULTS.md for a full run, nothing for -quick)")
-	runs := flag.Int("runs", 0, "runs of each group (default: 5, or 3 with -quick)")
-	benchtime := flag.Duration("benchtime", 0, "time of one Go benchmark run (default: 500ms, or 30ms with -quick)")
+	runs := flag.Int("runs", 0, "runs of each group (default: 5, or 1 with -quick)")
+	benchtime := flag.Duration("benchtime", 0, "time of one Go benchmark run (default: 300ms, or 20ms with -quick)")
 	only := flag.String("only", "", "measure only the groups whose ID matches this regular expression (e.g. 'near|far'); writes no file unless -out is given")
 	list := flag.Bool("list", false, "list the groups' IDs and exit")
 	mini := flag.Bool("miniredis", false, "use the embedded miniredis even if redis-server is on PATH")
+	debug := flag.Bool("v", false, "print the time of each measurement")
 	flag.Parse()
+	if *debug {
+		suite.Debug = os.Stderr
+	}
 
 	cfg := suite.Full
 	if *quick {

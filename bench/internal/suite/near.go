@@ -79,7 +79,9 @@ func (l expirableNear) get(k string) (User, bool) { return l.c.Get(k) }
 func (l expirableNear) set(k string, v User)      { l.c.Add(k, v) }
 func (l expirableNear) close()                    { l.c.Purge() } // its cleanup goroutine cannot be stopped
 
-type ristrettoNear struct{ c *ristretto.Cache[string, User] }
+type ristrettoNear struct {
+	c *ristretto.Cache[string, User]
+}
 
 func (r ristrettoNear) get(k string) (User, bool) { return r.c.Get(k) }
 func (r ristrettoNear) set(k string, v User)      { r.c.SetWithTTL(k, v, 1, ttl) }
@@ -289,6 +291,7 @@ func nearGroups() []Group {
 				ID:      "near-" + strconv.Itoa(n/1000) + "k-" + m.id,
 				Case:    strconv.Itoa(n/1000) + "k entries, " + m.name,
 				Metrics: timedMetrics,
+				Fresh:   n > 10_000,
 			}
 			for _, p := range nearPeers {
 				g.Impls = append(g.Impls, Impl{Name: p.name, Role: p.role, Note: p.note,

@@ -7,6 +7,7 @@ package suite
 
 import (
 	"fmt"
+	"io"
 	"slices"
 	"testing"
 	"time"
@@ -78,6 +79,12 @@ type Group struct {
 	Impls   []Impl
 	Once    bool // deterministic: one run is enough
 	Redis   bool // needs the Redis server (its rows are marked on miniredis)
+
+	// Fresh sets every implementation up anew for each run and closes it
+	// after, so that only one is alive at a time: a Go benchmark collects
+	// the garbage before each of its steps, which takes long with several
+	// full caches of 100k entries on the heap.
+	Fresh bool
 }
 
 // timedMetrics are the metrics of a group of Go benchmarks.
@@ -99,15 +106,15 @@ type Config struct {
 
 // Full is the configuration of the report in RESULTS.md.
 var Full = Config{
-	Runs: 5, BenchTime: 500 * time.Millisecond,
+	Runs: 5, BenchTime: 300 * time.Millisecond,
 	TraceLen: 1_000_000, TraceKeys: 100_000,
 	PropRounds: 2000, Stampede: 1000, MemEntries: 100_000,
 }
 
-// Quick is the configuration of the CI smoke run: every row, small
-// figures.
+// Quick is the configuration of the CI smoke run: every row, one run,
+// small figures, in about half a minute.
 var Quick = Config{
-	Runs: 3, BenchTime: 30 * time.Millisecond,
+	Runs: 1, BenchTime: 20 * time.Millisecond,
 	TraceLen: 100_000, TraceKeys: 10_000,
 	PropRounds: 200, Stampede: 1000, MemEntries: 100_000,
 }
@@ -157,41 +164,66 @@ type GroupResult struct {
 	Duration time.Duration
 }
 
+// Debug, when set, receives the time of each measurement.
+var Debug io.Writer
+
 // Run measures a group: every implementation is set up, then each run
 // measures them one after another, so that tier and its peers share the
 // machine's moods.
 func Run(env *Env, g Group) GroupResult {
 	start := time.Now()
 	gr := GroupResult{Group: g, OnMini: g.Redis && !env.Redis.Real}
-	runners := make([]Runner, len(g.Impls))
 	gr.Results = make([]Result, len(g.Impls))
 	for i, impl := range g.Impls {
 		gr.Results[i] = Result{Impl: impl, Samples: make([][]float64, len(g.Metrics))}
-		r, err := impl.Setup(env)
-		if err != nil {
-			gr.Results[i].Err = err
-			continue
+	}
+	runners := make([]*Runner, len(g.Impls))
+	setup := func(i int) *Runner {
+		if runners[i] == nil && gr.Results[i].Err == nil {
+			r, err := g.Impls[i].Setup(env)
+			if err != nil {
+				gr.Results[i].Err = err
+				return nil
+			}
+			runners[i] = &r
 		}
-		runners[i] = r
+		return runners[i]
+	}
+	closeRunner := func(i int) {
+		if r := runners[i]; r != nil && r.Close != nil {
+			r.Close()
+		}
+		runners[i] = nil
 	}
 	defer func() {
-		for _, r := range runners {
-			if r.Close != nil {
-				r.Close()
-			}
+		for i := range runners {
+			closeRunner(i)
 		}
 	}()
+	if !g.Fresh {
+		for i := range g.Impls {
+			setup(i)
+		}
+	}
 	runs := env.Runs
 	if g.Once {
 		runs = 1
 	}
 	for range runs {
-		for i, r := range runners {
-			res := &gr.Results[i]
-			if res.Err != nil {
+		for i := range g.Impls {
+			r := setup(i)
+			if r == nil {
 				continue
 			}
-			figs, err := measure(r)
+			res := &gr.Results[i]
+			t0 := time.Now()
+			figs, err := measure(*r)
+			if Debug != nil {
+				fmt.Fprintf(Debug, "  %s: %v\n", g.Impls[i].Name, time.Since(t0))
+			}
+			if g.Fresh {
+				closeRunner(i)
+			}
 			if err != nil {
 				res.Err = err
 				continue
