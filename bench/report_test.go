@@ -48,14 +48,14 @@ func TestMain(m *testing.M) {
 //	go test -run x -bench 'Report/near-100k-1g/tier$' -cpuprofile cpu.out
 //	go tool pprof -top cpu.out
 //
-// Its IDs are those of `go run ./cmd/report -list`. The report's other
+// Its IDs are those of `go run ./cmd/report -list`; a "/" in a name is "-". The report's other
 // figures (propagation, stampede, hit ratios, heap) are not Go benchmarks:
 // here they run once and report their figures as metrics.
 func BenchmarkReport(b *testing.B) {
 	for _, g := range suite.Groups(suite.Full) {
 		b.Run(g.ID, func(b *testing.B) {
 			for _, impl := range g.Impls {
-				b.Run(impl.Name, func(b *testing.B) {
+				b.Run(strings.ReplaceAll(impl.Name, "/", "-"), func(b *testing.B) {
 					r, err := impl.Setup(reportEnv(b))
 					if err != nil {
 						b.Fatal(err)

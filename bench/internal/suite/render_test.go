@@ -123,3 +123,18 @@ func TestSummarize(t *testing.T) {
 		t.Error("Summarize(nil) reported a figure")
 	}
 }
+
+func TestLossReasonPrefersTheClosestKey(t *testing.T) {
+	if got := lossReason("near-10k-mix", "otter"); got != mixReason {
+		t.Errorf("the mix row's reason is %q", got)
+	}
+	if got := lossReason("near-100k-1g", "otter"); got != lossReasons["near|otter"] {
+		t.Errorf("the 100k hit row's reason is %q", got)
+	}
+	if got := lossReason("hitratio-1.2-5", "ristretto"); got != lossReasons["hitratio|*"] {
+		t.Errorf("the hit ratio row's reason is %q", got)
+	}
+	if got := lossReason("stampede-1", "go-redis/cache"); got != "" {
+		t.Errorf("a row with no recorded reason got %q", got)
+	}
+}
