@@ -13,14 +13,19 @@ var lossReasons = map[string]string{
 		"and once in the shard's map (`aeshashbody`), about 10% of the profile each at 10k; takes the shard's lock; checks " +
 		"the entry's deadline; and Cache.Get adds its own checks over the near tier (compare the row of local.Cache alone). " +
 		"At 100k entries half of tier's hit is the map's lookup itself (`maps.ctrlGroup.matchH2`, cache misses) and 15% the " +
-		"move to the front (`moveToFront`). golang-lru has no TTL; its expirable variant, which has one, is not faster than tier.",
+		"move to the front (`moveToFront`). golang-lru has no TTL.",
+	"near|*": "A tier hit does more than the peer's: it hashes the key twice, once to pick its shard " +
+		"(`maphash.comparableHash`) and once in the shard's map (`aeshashbody`); takes the shard's lock; checks the " +
+		"entry's deadline; moves the entry to the front of the shard's LRU list (`moveToFront`, 13–15% of the profile), " +
+		"which writes two neighbouring entries, cache misses at 100k; and Cache.Get adds its own checks over the near " +
+		"tier (compare the row of local.Cache alone).",
 	"near|otter": "otter records a hit in a lossy striped buffer and never moves an entry on a read; tier moves the " +
 		"entry to the front of its shard's LRU list under the shard's lock (`moveToFront`, 13% of the profile at 10k, 15% at " +
 		"100k), which writes two neighbouring entries: at 100k entries those are cache misses, and with RunParallel the two " +
 		"goroutines also meet on shard locks and on those cache lines.",
 	"near-10k-mix|*":  mixReason,
 	"near-100k-mix|*": mixReason,
-	"far-hit|go-redis/cache": "both are one GET. On top of it tier bounds the call with a deadline of its own " +
+	"far-hit|go-redis/cache": "Both are one GET. On top of it tier bounds the call with a deadline of its own " +
 		"(`context.WithTimeout` for Options.FarTimeout: a fifth of its allocated objects), builds the namespaced key, " +
 		"decodes into a fresh value and fills the near tier (an entry and its fill guard): 19 allocations against 12. " +
 		"go-redis/cache, run without its local cache, sets no timeout and fills nothing. The gap is within this machine's " +
@@ -29,15 +34,15 @@ var lossReasons = map[string]string{
 		"requested once evicts a popular one. otter (W-TinyLFU), go-redis/cache's TinyLFU and ristretto keep a frequency " +
 		"sketch and refuse newcomers rarer than the entry they would evict, which pays most on the flatter Zipf(1.01) and at " +
 		"small capacities. This is the policy, not a cost a profile shows.",
-	"memory|otter": "a tier entry is one allocation of 112 bytes (key, value, deadline, weight, two LRU links, an index in " +
+	"memory|otter": "A tier entry is one allocation of 112 bytes (key, value, deadline, weight, two LRU links, an index in " +
 		"the shard's deadline heap) plus its slot in the shard's map and in the deadline heap; otter keeps no list links " +
-		"and no heap index. Still within the target of 1.5× otter with a TTL.",
+		"and no heap index. Within the target of 1.5× otter with a TTL.",
 	"memory|otter, no TTL": "otter without a TTL keeps no deadline at all; tier always does (see the row with a TTL).",
 	"memory|golang-lru": "golang-lru keeps no deadline and no heap index (tier's entry has both, 16 bytes, and a " +
 		"slot in the deadline heap).",
 }
 
-const mixReason = "in the 90/10 mix, tier.Cache.Set encodes the value with msgpack (to enforce MaxValueBytes and to have " +
+const mixReason = "In the 90/10 mix, tier.Cache.Set encodes the value with msgpack (to enforce MaxValueBytes and to have " +
 	"the bytes for Redis) even in a near-only cache: `codec.(*Format).EncodeExpiring` is a quarter of the mix's CPU " +
 	"profile for a tenth of the operations, and the peers store the struct as it is. The near tier alone (local.Cache) " +
 	"does not pay it."

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -241,15 +242,31 @@ func renderLosses(w io.Writer, results []GroupResult) {
 		return
 	}
 	p("Rows where a peer beats tier by more than the noise margin (%.0f%%; 2%% for hit ratios), with the reason found by profiling (`go test -run x -bench 'Report/<id>' -cpuprofile cpu.out` in bench/, then `go tool pprof`):\n\n", lossMargin*100)
-	for _, l := range losses {
-		p("- **%s, %s** (`%s`): tier %s against %s's %s %s (%s).",
-			l.Group.Section, l.Group.Case, l.Group.ID,
-			formatNum(l.Tier, l.Metric.Decimals), l.Peer, formatNum(l.Other, l.Metric.Decimals),
-			l.Metric.Name, formatRatio(l.Tier, l.Other))
-		if why := lossReason(l.Group.ID, l.Peer); why != "" {
+	for i := 0; i < len(losses); {
+		g := losses[i].Group
+		p("- **%s, %s** (`%s`): tier %s %s against", g.Section, g.Case, g.ID,
+			formatNum(losses[i].Tier, losses[i].Metric.Decimals), losses[i].Metric.Name)
+		var reasons []string
+		first := i
+		for j := i; j < len(losses) && losses[j].Group.ID == g.ID; j++ {
+			l := losses[j]
+			sep := ","
+			if j == first {
+				sep = ""
+			}
+			p("%s %s's %s (%s)", sep, l.Peer, formatNum(l.Other, l.Metric.Decimals), formatRatio(l.Tier, l.Other))
+			why := lossReason(g.ID, l.Peer)
+			if why == "" {
+				why = "No reason recorded for the loss to " + l.Peer + " yet."
+			}
+			if !slices.Contains(reasons, why) {
+				reasons = append(reasons, why)
+			}
+			i = j + 1
+		}
+		p(".")
+		for _, why := range reasons {
 			p(" %s", why)
-		} else {
-			p(" No reason recorded for this row yet.")
 		}
 		p("\n")
 	}

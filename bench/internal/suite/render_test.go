@@ -88,7 +88,8 @@ func TestReportListsLosses(t *testing.T) {
 		if l.Metric.HigherBetter {
 			t.Errorf("a higher hit ratio was listed as a loss: %s", l.Group.ID)
 		}
-		if !strings.Contains(out, "(`"+l.Group.ID+"`): tier 150 against "+l.Peer+"'s 100") {
+		if !strings.Contains(out, "(`"+l.Group.ID+"`): tier 150 "+l.Metric.Name+" against") ||
+			!strings.Contains(out, " "+l.Peer+"'s 100 (1.50×)") {
 			t.Errorf("loss of %s to %s not listed", l.Group.ID, l.Peer)
 		}
 	}
@@ -133,6 +134,9 @@ func TestLossReasonPrefersTheClosestKey(t *testing.T) {
 	}
 	if got := lossReason("hitratio-1.2-5", "ristretto"); got != lossReasons["hitratio|*"] {
 		t.Errorf("the hit ratio row's reason is %q", got)
+	}
+	if got := lossReason("near-10k-par", "ristretto"); got != lossReasons["near|*"] {
+		t.Errorf("the near row's reason for any peer is %q", got)
 	}
 	if got := lossReason("stampede-1", "go-redis/cache"); got != "" {
 		t.Errorf("a row with no recorded reason got %q", got)
