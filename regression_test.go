@@ -119,18 +119,23 @@ type getHook struct {
 	release chan struct{}
 }
 
-func (h *getHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
-func (h *getHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
-func (h *getHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if len(cmds) > 0 && cmds[0].Name() == "get" && h.armed.CompareAndSwap(true, false) {
-			err := next(ctx, cmds)
+func (h *getHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+// ProcessHook holds the first GET (a far read) after its reply arrived.
+func (h *getHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "get" && h.armed.CompareAndSwap(true, false) {
+			err := next(ctx, cmd)
 			close(h.entered)
 			<-h.release
 			return err
 		}
-		return next(ctx, cmds)
+		return next(ctx, cmd)
 	}
+}
+
+func (h *getHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }
 
 // A far read of this replica that fetched Redis before its own Set wrote

@@ -396,7 +396,8 @@ func (c *Cache[V]) lookup(ctx context.Context, key string, guard local.FillGuard
 	if c.far == nil {
 		return Result[V]{}, missed, nil
 	}
-	item, found, err := c.far.Get(ctx, key)
+	// One plain GET: the value's deadline is in its header.
+	data, found, err := c.far.GetValue(ctx, key)
 	if err != nil {
 		if ctx.Err() == nil { // not the caller giving up
 			c.farError("get", key, err)
@@ -406,23 +407,58 @@ func (c *Cache[V]) lookup(ctx context.Context, key string, guard local.FillGuard
 	if !found {
 		return Result[V]{}, missed, nil
 	}
-	if isLease(item.Value) { // another load is under way
+	if isLease(data) { // another load is under way
 		return Result[V]{}, missed, nil
 	}
-	v, absent, ok := c.decode(key, item.Value)
+	v, absent, ok := c.decode(key, data)
 	if !ok {
 		return Result[V]{}, corrupt, nil
 	}
 	c.stats.farHits.Add(1)
-	ttl := c.opts.NearTTL
-	if absent {
-		ttl = c.opts.NotFoundTTL
-	}
-	c.fillNear(guard, key, nearEntry[V]{value: v, absent: absent}, c.nearTTL(ttl, item.TTL), int64(len(item.Value)))
+	c.fillFromFar(guard, key, nearEntry[V]{value: v, absent: absent}, data)
 	if absent {
 		return Result[V]{Source: SourceFar}, hit, ErrNotFound
 	}
 	return Result[V]{Value: v, Source: SourceFar}, hit, nil
+}
+
+// fillFromFar stores in the near tier, under guard, an entry decoded from
+// data, which was read from Redis or received in a message: for NearTTL
+// (NotFoundTTL for "not found"), jittered, and never past the deadline
+// recorded in data. A value without one (written by something other than
+// tier) keeps NearTTL alone; one already past it is not stored.
+func (c *Cache[V]) fillFromFar(guard local.FillGuard, key string, e nearEntry[V], data []byte) {
+	ttl, ok := c.nearTTLFrom(e.absent, data)
+	if ok {
+		c.fillNear(guard, key, e, ttl, int64(len(data)))
+	}
+}
+
+// nearTTLFrom is the near TTL of an entry decoded from data, and false
+// when data's recorded deadline has passed.
+func (c *Cache[V]) nearTTLFrom(absent bool, data []byte) (time.Duration, bool) {
+	ttl := c.opts.NearTTL
+	if absent {
+		ttl = c.opts.NotFoundTTL
+	}
+	ttl = c.jitter(ttl)
+	if at, ok := codec.Expiry(data); ok {
+		left := at.Sub(c.now())
+		if left <= 0 {
+			return 0, false
+		}
+		ttl = min(ttl, left)
+	}
+	return ttl, true
+}
+
+// now reads Options.Clock, or the system clock: the time by which the
+// deadlines recorded in values are written and judged.
+func (c *Cache[V]) now() time.Time {
+	if c.opts.Clock != nil {
+		return c.opts.Clock.Now()
+	}
+	return time.Now()
 }
 
 // loadThrough calls the loader and stores what it returns in both tiers,
@@ -437,8 +473,8 @@ func (c *Cache[V]) loadThrough(ctx context.Context, key string, loader Loader[V]
 	}
 	v, err := c.load(ctx, key, loader)
 	if errors.Is(err, ErrNotFound) {
-		tomb := codec.Tombstone()
 		ttl := c.jitter(c.opts.NotFoundTTL)
+		tomb := codec.TombstoneExpiring(c.now().Add(ttl))
 		c.writeFar(ctx, key, tomb, ttl, fill)
 		c.fillNear(guard, key, nearEntry[V]{absent: true}, ttl, int64(len(tomb)))
 		return Result[V]{Source: SourceLoad}, ErrNotFound
@@ -448,12 +484,12 @@ func (c *Cache[V]) loadThrough(ctx context.Context, key string, loader Loader[V]
 		c.writeFar(ctx, key, nil, 0, fill) // gives the lease back
 		return Result[V]{Source: SourceLoad}, fmt.Errorf("tier: load %q: %w", key, err)
 	}
-	data, ok := c.encodeForStore(key, v)
+	farTTL := c.jitter(c.opts.FarTTL)
+	data, ok := c.encodeForStore(key, v, c.now().Add(farTTL))
 	if !ok {
 		c.writeFar(ctx, key, nil, 0, fill)
 		return Result[V]{Value: v, Source: SourceLoad}, nil
 	}
-	farTTL := c.jitter(c.opts.FarTTL)
 	c.writeFar(ctx, key, data, farTTL, fill)
 	c.fillNear(guard, key, nearEntry[V]{value: v}, c.nearTTLFor(farTTL), int64(len(data)))
 	return Result[V]{Value: v, Source: SourceLoad}, nil
@@ -557,9 +593,9 @@ func (c *Cache[V]) decode(key string, data []byte) (v V, absent, ok bool) {
 	return v, false, true
 }
 
-// encode returns the bytes stored in Redis for v.
-func (c *Cache[V]) encode(key string, v V) ([]byte, error) {
-	data, err := c.format.Encode(v)
+// encode returns the bytes stored in Redis for v, which expires then.
+func (c *Cache[V]) encode(key string, v V, expires time.Time) ([]byte, error) {
+	data, err := c.format.EncodeExpiring(v, expires)
 	if err != nil {
 		return nil, fmt.Errorf("tier: encode %q: %w", key, err)
 	}
@@ -571,8 +607,8 @@ func (c *Cache[V]) encode(key string, v V) ([]byte, error) {
 
 // encodeForStore encodes a loaded value; a value that cannot be stored is
 // counted and logged, and returned to the callers uncached.
-func (c *Cache[V]) encodeForStore(key string, v V) ([]byte, bool) {
-	data, err := c.encode(key, v)
+func (c *Cache[V]) encodeForStore(key string, v V, expires time.Time) ([]byte, bool) {
+	data, err := c.encode(key, v, expires)
 	if err != nil {
 		c.stats.notCached.Add(1)
 		c.log.Warn("tier: loaded value not cached", "key", key, "err", err)
@@ -594,15 +630,6 @@ func (c *Cache[V]) jitter(ttl time.Duration) time.Duration {
 	return ttl - time.Duration(rand.Float64()*c.opts.Jitter*float64(ttl))
 }
 
-// nearTTL is the jittered ttl, capped by the time the far copy has left.
-func (c *Cache[V]) nearTTL(ttl, farLeft time.Duration) time.Duration {
-	t := c.jitter(ttl)
-	if farLeft > 0 && farLeft < t {
-		t = farLeft
-	}
-	return t
-}
-
 // Set stores value under key in both tiers and tells the other replicas
 // to drop their near copies. The near tier is updated even if Redis fails,
 // so this process reads its own write; the Redis error is returned. A value
@@ -612,7 +639,8 @@ func (c *Cache[V]) Set(ctx context.Context, key string, value V) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
-	data, err := c.encode(key, value)
+	farTTL := c.jitter(c.opts.FarTTL)
+	data, err := c.encode(key, value, c.now().Add(farTTL))
 	if err != nil {
 		return err
 	}
@@ -621,7 +649,6 @@ func (c *Cache[V]) Set(ctx context.Context, key string, value V) error {
 	// that fetched Redis before the write cannot keep the old value; then
 	// store under a guard, so that a lost subscription cannot leave it.
 	c.near.Delete(key)
-	farTTL := c.jitter(c.opts.FarTTL)
 	var farErr error
 	if c.far != nil {
 		// The write and its invalidation go in one round trip (one
@@ -772,35 +799,32 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 	toLoad := missing
 	corrupted := map[string]bool{} // read from Redis as bytes that do not decode
 	if c.far != nil {
-		items, err := c.far.GetMany(ctx, missing)
+		items, err := c.far.GetValues(ctx, missing)
 		if err != nil {
 			c.farError("getmany", missing[0], err)
 		} else {
 			toLoad = toLoad[:0:0]
 			for _, k := range missing {
-				item, found := items[k]
+				data, found := items[k]
 				if !found {
 					toLoad = append(toLoad, k)
 					continue
 				}
-				if isLease(item.Value) { // another load is under way
+				if isLease(data) { // another load is under way
 					toLoad = append(toLoad, k)
 					continue
 				}
-				v, absent, ok := c.decode(k, item.Value)
+				v, absent, ok := c.decode(k, data)
 				if !ok {
 					toLoad = append(toLoad, k)
 					corrupted[k] = true
 					continue
 				}
 				c.stats.farHits.Add(1)
-				ttl := c.opts.NearTTL
-				if absent {
-					ttl = c.opts.NotFoundTTL
-				} else {
+				if !absent {
 					out[k] = v
 				}
-				c.fillNear(guard, k, nearEntry[V]{value: v, absent: absent}, c.nearTTL(ttl, item.TTL), int64(len(item.Value)))
+				c.fillFromFar(guard, k, nearEntry[V]{value: v, absent: absent}, data)
 			}
 		}
 	}
@@ -817,24 +841,23 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 		c.swapFar(ctx, leaseReleases(leases), nil)
 		return out, fmt.Errorf("tier: load %d keys: %w", len(toLoad), err)
 	}
-	tomb := codec.Tombstone()
 	swaps := make(map[string]remote.SwapItem, len(leases))
 	set := make(map[string]remote.Item)
 	for _, k := range toLoad {
 		v, found := loaded[k]
 		e := nearEntry[V]{value: v, absent: !found}
-		data, farTTL := tomb, c.jitter(c.opts.NotFoundTTL)
-		nearTTL := farTTL
+		farTTL := c.jitter(c.opts.NotFoundTTL)
+		data, nearTTL := codec.TombstoneExpiring(c.now().Add(farTTL)), farTTL
 		if found {
 			out[k] = v
+			farTTL = c.jitter(c.opts.FarTTL)
 			var ok bool
-			if data, ok = c.encodeForStore(k, v); !ok {
+			if data, ok = c.encodeForStore(k, v, c.now().Add(farTTL)); !ok {
 				if l := leases[k]; l != nil {
 					swaps[k] = remote.SwapItem{Old: l} // give it back
 				}
 				continue
 			}
-			farTTL = c.jitter(c.opts.FarTTL)
 			nearTTL = c.nearTTLFor(farTTL)
 		}
 		switch {

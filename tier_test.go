@@ -421,19 +421,41 @@ func TestTTLJitter(t *testing.T) {
 }
 
 func TestNearCopyNeverOutlivesFarCopy(t *testing.T) {
-	_, client, _ := newMiniredis(t)
-	writer := newCache[string](t, Options{Redis: client, FarTTL: 3 * time.Second, DisableJitter: true})
+	// The replicas share a clock, as replicas synchronised by NTP do; the
+	// deadline travels in the value's header.
+	m, client, _ := newMiniredis(t)
+	clock := newFakeClock()
+	writer := newCache[string](t, Options{Redis: client, FarTTL: 3 * time.Second, DisableJitter: true, Clock: clock})
 	if err := writer.Set(context.Background(), "k", "v"); err != nil {
 		t.Fatal(err)
 	}
-	reader := newCache[string](t, Options{Redis: client, NearTTL: time.Hour, Clock: newFakeClock()})
+	clock.Advance(time.Second)
+	m.FastForward(time.Second)
+	reader := newCache[string](t, Options{Redis: client, NearTTL: time.Hour, Clock: clock})
 	r, err := reader.Fetch(context.Background(), "k", &countingLoader{})
 	if err != nil || r.Source != SourceFar {
 		t.Fatalf("Fetch = %+v, %v, want a far hit", r, err)
 	}
 	ttl, ok := reader.near.TTL("k")
-	if !ok || ttl > 3*time.Second {
-		t.Fatalf("near TTL = %v, %v; want at most the 3s left in Redis", ttl, ok)
+	if !ok || ttl > 2*time.Second || ttl < 2*time.Second-10*time.Millisecond {
+		t.Fatalf("near TTL = %v, %v; want the 2s left in Redis", ttl, ok)
+	}
+	clock.Advance(2 * time.Second)
+	if _, ok := reader.near.Peek("k"); ok {
+		t.Fatal("the near copy outlived the far one")
+	}
+	// A far copy whose recorded deadline has passed (a reader whose clock
+	// runs ahead) is returned but not kept.
+	late := newCache[string](t, Options{Redis: client, NearTTL: time.Hour, Clock: clock})
+	if err := writer.Set(context.Background(), "k2", "v"); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(4 * time.Second)
+	if r, err := late.Fetch(context.Background(), "k2", &countingLoader{}); err != nil || r.Source != SourceFar || r.Value != "v" {
+		t.Fatalf("Fetch past the deadline = %+v, %v; want the far value", r, err)
+	}
+	if _, ok := late.near.Peek("k2"); ok {
+		t.Fatal("a far copy past its deadline was kept near")
 	}
 }
 
@@ -782,5 +804,37 @@ func TestOptionsValidation(t *testing.T) {
 				t.Fatalf("err = %v, want ErrInvalidOptions naming %s", err, tc.field)
 			}
 		})
+	}
+}
+
+// A far hit is one round trip holding one plain GET, and a batch of far
+// hits one MGET: the value's deadline comes from its header, not a PTTL.
+func TestFarHitIsOnePlainGet(t *testing.T) {
+	_, client, counter := newMiniredis(t)
+	writer := newCache[string](t, Options{Redis: client, DisableInvalidation: true})
+	reader := newCache[string](t, Options{Redis: client, DisableInvalidation: true})
+	ctx := context.Background()
+	for _, k := range []string{"a", "b", "c"} {
+		if err := writer.Set(ctx, k, "v"+k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counter.reset()
+	if r, err := reader.Fetch(ctx, "a", &countingLoader{}); err != nil || r.Source != SourceFar || r.Value != "va" {
+		t.Fatalf("Fetch = %+v, %v; want a far hit", r, err)
+	}
+	if trips := counter.trips.Load(); trips != 1 || fmt.Sprint(counter.commands) != "[GET]" {
+		t.Fatalf("a far hit cost %d round trips: %v; want 1: [GET]", trips, counter.commands)
+	}
+	counter.reset()
+	got, err := reader.GetMany(ctx, []string{"b", "c"}, BatchLoaderFunc[string](func(context.Context, []string) (map[string]string, error) {
+		t.Fatal("far hits called the batch loader")
+		return nil, nil
+	}))
+	if err != nil || len(got) != 2 {
+		t.Fatalf("GetMany = %v, %v", got, err)
+	}
+	if trips := counter.trips.Load(); trips != 1 || fmt.Sprint(counter.commands) != "[MGET]" {
+		t.Fatalf("a batch of far hits cost %d round trips: %v; want 1: [MGET]", trips, counter.commands)
 	}
 }

@@ -64,6 +64,14 @@ func TestOneRoundTripPerOperation(t *testing.T) {
 					}
 					return err
 				})
+				measure("GetValue hit", func() error { _, _, err := s.GetValue(ctx, "one"); return err })
+				measure("GetValues(50)", func() error {
+					m, err := s.GetValues(ctx, keys)
+					if err == nil && len(m) != len(items) {
+						err = fmt.Errorf("got %d values, want %d", len(m), len(items))
+					}
+					return err
+				})
 				measure("Delete(10)", func() error { return s.Delete(ctx, keys[:10]...) })
 				note := remote.Notice{Channel: "ch", Payloads: [][]byte{[]byte("a"), []byte("b")}}
 				measure("AddMany(25)", func() error { _, err := s.AddMany(ctx, items); return err })

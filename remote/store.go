@@ -168,6 +168,75 @@ func (s *Store) GetMany(ctx context.Context, keys []string) (map[string]Item, er
 	return found, nil
 }
 
+// GetValue reads key with one plain GET: the cheapest read Redis offers,
+// for callers that keep the deadline of a value inside the value itself
+// (as tier does; see codec.Expiry) and so need no PTTL. A missing key is a
+// miss: (nil, false, nil). The caller owns the returned bytes.
+func (s *Store) GetValue(ctx context.Context, key string) ([]byte, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, fmt.Errorf("remote: get %q: %w", key, err)
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	value, err := s.client.Get(ctx, s.Key(key)).Bytes()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, fmt.Errorf("remote: get %q: %w", key, withContext(ctx, err))
+	}
+	return value, true, nil
+}
+
+// GetValues is [Store.GetValue] for many keys: one MGET on a single server;
+// on a cluster or a ring, GETs pipelined, one round trip per node touched.
+// A missing key is absent from the map, which is never nil.
+func (s *Store) GetValues(ctx context.Context, keys []string) (map[string][]byte, error) {
+	if len(keys) == 0 {
+		return map[string][]byte{}, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("remote: get many %s: %w", describe(keys), err)
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+
+	found := make(map[string][]byte, len(keys))
+	if s.singleNode {
+		rks := make([]string, len(keys))
+		for i, k := range keys {
+			rks[i] = s.Key(k)
+		}
+		vals, err := s.client.MGet(ctx, rks...).Result()
+		if err != nil {
+			return nil, fmt.Errorf("remote: get many %s: %w", describe(keys), withContext(ctx, err))
+		}
+		for i, v := range vals {
+			if str, ok := v.(string); ok { // nil: missing, or not a string
+				found[keys[i]] = []byte(str)
+			}
+		}
+		return found, nil
+	}
+	gets := make([]*redis.StringCmd, len(keys))
+	pipe := s.client.Pipeline()
+	for i, k := range keys {
+		gets[i] = pipe.Get(ctx, s.Key(k))
+	}
+	_, _ = pipe.Exec(ctx) // errors are read from each command below
+	for i, get := range gets {
+		value, err := get.Bytes()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("remote: get many %q: %w", keys[i], withContext(ctx, err))
+		}
+		found[keys[i]] = value
+	}
+	return found, nil
+}
+
 // Set stores value under key for ttl, in one round trip. ttl must be
 // positive: an entry without expiry would never leave Redis. It is rounded
 // up to a whole millisecond, the precision of Redis expiry.

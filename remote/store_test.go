@@ -387,3 +387,63 @@ func TestOddKeys(t *testing.T) {
 		}
 	})
 }
+
+func TestGetValue(t *testing.T) {
+	forEachBackendAndCluster(t, func(t *testing.T, e *env) {
+		s := e.store(t, remote.Options{})
+		mustSet(t, s, "k", "hello", time.Minute)
+		v, ok, err := s.GetValue(testCtx(t), "k")
+		if err != nil || !ok || string(v) != "hello" {
+			t.Fatalf("GetValue(k) = %q, %v, %v; want \"hello\", true, nil", v, ok, err)
+		}
+		v[0] = 'J' // the caller owns the bytes
+		if v, _, _ := s.GetValue(testCtx(t), "k"); string(v) != "hello" {
+			t.Fatalf("after changing the returned bytes, GetValue = %q", v)
+		}
+		v, ok, err = s.GetValue(testCtx(t), "absent")
+		if err != nil || ok || v != nil {
+			t.Fatalf("GetValue(absent) = %q, %v, %v; want nil, false, nil", v, ok, err)
+		}
+		if err := e.client(t).HSet(testCtx(t), s.Key("hash"), "f", "v").Err(); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.GetValue(testCtx(t), "hash"); err == nil || !strings.Contains(err.Error(), `"hash"`) {
+			t.Fatalf("GetValue of a hash = %v; want an error naming the key", err)
+		}
+	})
+}
+
+func TestGetValues(t *testing.T) {
+	forEachBackendAndCluster(t, func(t *testing.T, e *env) {
+		s := e.store(t, remote.Options{})
+		keys := make([]string, 40) // spread over many slots on a cluster
+		for i := range keys {
+			keys[i] = fmt.Sprintf("key-%d", i)
+			if i%3 == 0 {
+				mustSet(t, s, keys[i], "v"+keys[i], time.Minute)
+			}
+		}
+		if err := s.Set(testCtx(t), "empty", []byte{}, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.GetValues(testCtx(t), append(keys, "empty", keys[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, k := range keys {
+			v, ok := got[k]
+			if want := i%3 == 0; ok != want || (ok && string(v) != "v"+k) {
+				t.Errorf("%s = %q, %v; want present %v", k, v, ok, want)
+			}
+		}
+		if v, ok := got["empty"]; !ok || len(v) != 0 {
+			t.Errorf("an empty value = %q, %v; want present and empty", v, ok)
+		}
+		for _, keys := range [][]string{nil, {}} {
+			got, err := s.GetValues(testCtx(t), keys)
+			if err != nil || got == nil || len(got) != 0 {
+				t.Errorf("GetValues(%#v) = %#v, %v; want an empty non-nil map", keys, got, err)
+			}
+		}
+	})
+}
