@@ -159,7 +159,7 @@ func (c *Cache[K, V]) TTL(key K) (time.Duration, bool) {
 
 // Set stores value under key with the default TTL and a weight of 1.
 func (c *Cache[K, V]) Set(key K, value V) {
-	c.store(key, value, 0, 1, nil)
+	c.store(key, value, 0, 1, modeSet, FillGuard{})
 }
 
 // SetWith stores value under key. A ttl of 0 means the default TTL
@@ -167,7 +167,7 @@ func (c *Cache[K, V]) Set(key K, value V) {
 // It reports false, and drops any older value of key, when the entry is
 // heavier than one shard may hold, or when ttl is negative.
 func (c *Cache[K, V]) SetWith(key K, value V, ttl time.Duration, weight int64) bool {
-	return c.store(key, value, ttl, weight, nil)
+	return c.store(key, value, ttl, weight, modeSet, FillGuard{})
 }
 
 // FillGuard marks the moment a load began. See [Cache.StartFill].
@@ -186,10 +186,40 @@ func (c *Cache[K, V]) StartFill() FillGuard {
 // reports whether the value was stored. A refused fill leaves the cache as
 // it was; the caller may still use the value it loaded.
 func (c *Cache[K, V]) Fill(g FillGuard, key K, value V, ttl time.Duration, weight int64) bool {
-	return c.store(key, value, ttl, weight, &g)
+	return c.store(key, value, ttl, weight, modeFill, g)
 }
 
-func (c *Cache[K, V]) store(key K, value V, ttl time.Duration, weight int64, g *FillGuard) bool {
+// SetIfUnchanged stores value under key, as [Cache.SetWith] does, only if
+// no Set, SetWith, SetIfUnchanged, Replace or Delete of key, and no Purge,
+// happened after g was taken; it reports whether it stored the value.
+// Unlike a Fill, a SetIfUnchanged that stores counts as a Set: fills
+// guarded before it will not store key. It is how a writer puts its own
+// write in the cache without undoing a newer change that reached the cache
+// while it wrote, nor being undone by a fill of an older value.
+func (c *Cache[K, V]) SetIfUnchanged(g FillGuard, key K, value V, ttl time.Duration, weight int64) bool {
+	return c.store(key, value, ttl, weight, modeSetIfUnchanged, g)
+}
+
+// Replace stores value under key, as [Cache.SetWith] does, only if key is
+// present; it reports whether it stored the value. Present or not, Replace
+// counts as a Set of key: fills guarded before it will not store key. It
+// is how news of a change is applied: keys the cache holds take the new
+// value, and loads of the key under way do not store an older one.
+func (c *Cache[K, V]) Replace(key K, value V, ttl time.Duration, weight int64) bool {
+	return c.store(key, value, ttl, weight, modeReplace, FillGuard{})
+}
+
+// storeMode says when store stores and whether it stamps the key.
+type storeMode uint8
+
+const (
+	modeSet            storeMode = iota // always; stamps
+	modeFill                            // if the guard holds; does not stamp
+	modeSetIfUnchanged                  // if the guard holds; stamps when it stores
+	modeReplace                         // if the key is present; always stamps
+)
+
+func (c *Cache[K, V]) store(key K, value V, ttl time.Duration, weight int64, mode storeMode, g FillGuard) bool {
 	if ttl == 0 {
 		ttl = c.ttl
 	}
@@ -206,15 +236,25 @@ func (c *Cache[K, V]) store(key K, value V, ttl time.Duration, weight int64, g *
 	gone := c.evictions()
 
 	s.mu.Lock()
-	if g != nil {
+	old := s.m[key]
+	switch mode {
+	case modeFill, modeSetIfUnchanged:
 		if *stamp > g.seq || s.purged > g.seq {
 			s.mu.Unlock()
 			return false
 		}
-	} else {
+		if mode == modeSetIfUnchanged {
+			*stamp = c.seq.Add(1)
+		}
+	case modeReplace:
+		*stamp = c.seq.Add(1)
+		if old == nil || (old.expires != 0 && old.expires <= now+c.slack) {
+			s.mu.Unlock()
+			return false
+		}
+	default:
 		*stamp = c.seq.Add(1)
 	}
-	old := s.m[key]
 	if ttl < 0 || weight < 0 || (c.maxWeight > 0 && weight > c.maxWeight) {
 		if old != nil {
 			c.remove(s, old)

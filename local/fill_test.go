@@ -3,6 +3,9 @@ package local
 import (
 	"fmt"
 	"testing"
+	"time"
+
+	"github.com/tier-cache/tier/internal/clocktest"
 )
 
 // otherStampKey returns a key that shares neither shard stamp with key,
@@ -89,5 +92,110 @@ func TestFillGuardOnlyRefusesOwnInvalidations(t *testing.T) {
 	g2 := c.StartFill()
 	if !c.Fill(g2, "k", 2, 0, 1) {
 		t.Fatal("a guard taken after Delete was refused")
+	}
+}
+
+func TestSetIfUnchanged(t *testing.T) {
+	for _, shards := range []int{1, 8} {
+		t.Run(fmt.Sprint(shards, " shards"), func(t *testing.T) {
+			c := newCache(t, Options[string, int]{Capacity: 64, Shards: shards})
+
+			// Nothing happened since the guard: it stores, over a fill made
+			// after the guard (fills do not count as changes).
+			g := c.StartFill()
+			c.Fill(c.StartFill(), "k", 1, 0, 1)
+			if !c.SetIfUnchanged(g, "k", 2, 0, 1) {
+				t.Fatal("SetIfUnchanged refused with no change since its guard")
+			}
+			if v, _ := c.Get("k"); v != 2 {
+				t.Fatalf("Get = %d, want 2", v)
+			}
+
+			// Once it stored, older fills are refused: the stale read that
+			// raced the writer cannot replace the write.
+			stale := c.StartFill()
+			g = c.StartFill()
+			if !c.SetIfUnchanged(g, "k", 3, 0, 1) {
+				t.Fatal("refused")
+			}
+			if c.Fill(stale, "k", 1, 0, 1) {
+				t.Fatal("a fill guarded before SetIfUnchanged stored over it")
+			}
+
+			// Any change after the guard refuses it and is kept.
+			for name, change := range map[string]func(){
+				"delete":  func() { c.Delete("k") },
+				"set":     func() { c.Set("k", 50) },
+				"replace": func() { c.Replace("k", 60, 0, 1) },
+				"purge":   func() { c.Purge() },
+				"another SetIfUnchanged": func() {
+					c.SetIfUnchanged(c.StartFill(), "k", 70, 0, 1)
+				},
+			} {
+				c.Set("k", 4)
+				g := c.StartFill()
+				change()
+				want, wantOK := c.Peek("k")
+				if c.SetIfUnchanged(g, "k", 5, 0, 1) {
+					t.Fatalf("%s after the guard: SetIfUnchanged stored", name)
+				}
+				if v, ok := c.Peek("k"); v != want || ok != wantOK {
+					t.Fatalf("%s after the guard: Peek = %d,%v; want %d,%v", name, v, ok, want, wantOK)
+				}
+			}
+		})
+	}
+}
+
+func TestReplace(t *testing.T) {
+	for _, shards := range []int{1, 8} {
+		t.Run(fmt.Sprint(shards, " shards"), func(t *testing.T) {
+			c := newCache(t, Options[string, int]{Capacity: 64, Shards: shards})
+			// An absent key stays absent, but fills guarded before the
+			// Replace are refused: they read what the news replaced.
+			g := c.StartFill()
+			if c.Replace("k", 1, 0, 1) {
+				t.Fatal("Replace stored an absent key")
+			}
+			if _, ok := c.Peek("k"); ok {
+				t.Fatal("Replace made an absent key present")
+			}
+			if c.Fill(g, "k", 0, 0, 1) {
+				t.Fatal("a fill guarded before Replace stored")
+			}
+			if !c.Fill(c.StartFill(), "k", 0, 0, 1) {
+				t.Fatal("a fill guarded after Replace was refused")
+			}
+			// A present key takes the value and the new TTL and weight.
+			g = c.StartFill()
+			if !c.Replace("k", 2, time.Hour, 3) {
+				t.Fatal("Replace refused a present key")
+			}
+			if v, _ := c.Peek("k"); v != 2 {
+				t.Fatalf("Peek = %d, want 2", v)
+			}
+			if ttl, _ := c.TTL("k"); ttl <= 59*time.Minute {
+				t.Fatalf("TTL = %v, want about an hour", ttl)
+			}
+			if c.Weight() != 3 {
+				t.Fatalf("Weight = %d, want 3", c.Weight())
+			}
+			if c.Fill(g, "k", 0, 0, 1) {
+				t.Fatal("a fill guarded before Replace stored over it")
+			}
+		})
+	}
+}
+
+func TestReplaceOfExpiredKeyDoesNotRevive(t *testing.T) {
+	clock := clocktest.New()
+	c := newCache(t, Options[string, int]{Capacity: 64, Clock: clock})
+	c.SetWith("k", 1, time.Second, 1)
+	clock.Advance(2 * time.Second)
+	if c.Replace("k", 2, time.Hour, 1) {
+		t.Fatal("Replace revived an expired key")
+	}
+	if _, ok := c.Get("k"); ok {
+		t.Fatal("an expired key is present")
 	}
 }
