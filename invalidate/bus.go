@@ -3,6 +3,7 @@ package invalidate
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,6 +30,22 @@ type Handler interface {
 	// and after every reconnection. Messages published before it may have
 	// been lost, so the handler drops every near copy made before it.
 	Connected()
+}
+
+// An Updater is a [Handler] that also applies messages carrying the new
+// stored bytes of keys (see [Bus.UpdateFrames]). A Bus whose handler is
+// not an Updater applies them as plain invalidations of their keys.
+//
+// Unlike invalidations, which a Bus skips when it published them itself,
+// updates reach the Updater whatever their origin, with own set for the
+// Bus's own: messages arrive in the order their writes were applied (when
+// each write and its message go in one transaction), and that order is
+// what settles concurrent writes of one key, this replica's included.
+type Updater interface {
+	Handler
+	// Update applies the new stored bytes of keys: values[i] is that of
+	// keys[i]. The handler owns neither slice after it returns.
+	Update(keys []string, values [][]byte, own bool)
 }
 
 // Options configure a [Bus]. Channel is required; every other zero value
@@ -181,7 +198,7 @@ func (b *Bus) Publish(ctx context.Context, keys ...string) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	frames, err := b.frames(keys)
+	frames, err := b.frames(keys, nil)
 	if err != nil {
 		return err
 	}
@@ -201,25 +218,52 @@ func (b *Bus) Frames(keys ...string) ([][]byte, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
-	return b.frames(keys)
+	return b.frames(keys, nil)
 }
 
-func (b *Bus) frames(keys []string) ([][]byte, error) {
+// UpdateFrames returns the payloads that carry the new stored bytes of
+// keys (values[i] of keys[i]) to every Bus on the channel, for a caller
+// that publishes them in the transaction of the write. A receiver whose
+// handler is an [Updater] applies them, its own included; others drop the
+// keys. A key and value that do not fit in MaxMessageBytes are an error.
+func (b *Bus) UpdateFrames(keys []string, values [][]byte) ([][]byte, error) {
+	if len(keys) != len(values) {
+		return nil, fmt.Errorf("invalidate: %d keys and %d values", len(keys), len(values))
+	}
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	return b.frames(keys, values)
+}
+
+// frames splits keys (and values, if not nil) into frames under
+// MaxMessageBytes.
+func (b *Bus) frames(keys []string, values [][]byte) ([][]byte, error) {
 	var frames [][]byte
 	start := 0
 	size := frameOverhead + len(b.opts.Namespace)
+	frame := func(i, j int) []byte {
+		m := Message{Keys: keys[i:j], Namespace: b.opts.Namespace, Origin: b.id}
+		if values != nil {
+			m.Values = values[i:j]
+		}
+		return AppendFrame(nil, m)
+	}
 	for i, k := range keys {
-		need := len(k) + 10
+		need := len(k) + binary.MaxVarintLen64
+		if values != nil {
+			need += len(values[i]) + binary.MaxVarintLen64
+		}
 		if frameOverhead+len(b.opts.Namespace)+need > b.opts.MaxMessageBytes {
-			return nil, fmt.Errorf("invalidate: key of %d bytes does not fit in MaxMessageBytes (%d)", len(k), b.opts.MaxMessageBytes)
+			return nil, fmt.Errorf("invalidate: key of %d bytes (and its value) does not fit in MaxMessageBytes (%d)", len(k), b.opts.MaxMessageBytes)
 		}
 		if size+need > b.opts.MaxMessageBytes {
-			frames = append(frames, AppendFrame(nil, Message{Keys: keys[start:i], Namespace: b.opts.Namespace, Origin: b.id}))
+			frames = append(frames, frame(start, i))
 			start, size = i, frameOverhead+len(b.opts.Namespace)
 		}
 		size += need
 	}
-	return append(frames, AppendFrame(nil, Message{Keys: keys[start:], Namespace: b.opts.Namespace, Origin: b.id})), nil
+	return append(frames, frame(start, len(keys))), nil
 }
 
 func (b *Bus) publish(ctx context.Context, frames [][]byte) error {
@@ -402,8 +446,12 @@ func (b *Bus) dispatch(payload string) {
 		b.log.Warn("invalidate: ignored a malformed message", "channel", b.opts.Channel, "bytes", len(payload), "err", err)
 		return
 	}
-	if m.Origin == b.id {
+	own := m.Origin == b.id
+	if own {
 		b.own.Add(1)
+		if u, ok := b.handler.(Updater); ok && m.Values != nil {
+			u.Update(m.Keys, m.Values, true)
+		}
 		return
 	}
 	if m.Namespace != "" && b.opts.Namespace != "" && m.Namespace != b.opts.Namespace {
@@ -414,6 +462,10 @@ func (b *Bus) dispatch(payload string) {
 	b.received.Add(1)
 	if m.All {
 		b.handler.InvalidateAll()
+		return
+	}
+	if u, ok := b.handler.(Updater); ok && m.Values != nil {
+		u.Update(m.Keys, m.Values, false)
 		return
 	}
 	b.handler.Invalidate(m.Keys)

@@ -28,6 +28,13 @@ func (r *recorder) InvalidateAll()           { r.events <- "all" }
 func (r *recorder) Disconnected()            { r.events <- "down" }
 func (r *recorder) Connected()               { r.events <- "up" }
 
+// updater is a recorder that also takes updates.
+type updater struct{ *recorder }
+
+func (u updater) Update(keys []string, values [][]byte, own bool) {
+	u.events <- fmt.Sprintf("update %q %q own=%v", keys, values, own)
+}
+
 // expect reads the next events and compares them with want. The deadline
 // only turns a hang into a failure; nothing is timed.
 func (r *recorder) expect(t *testing.T, want ...string) {
@@ -300,5 +307,83 @@ func TestNewValidates(t *testing.T) {
 	}
 	if _, err := New(client, nil, Options{Channel: "c"}); err == nil {
 		t.Error("nil handler accepted")
+	}
+}
+
+func TestUpdatesReachUpdatersOwnIncluded(t *testing.T) {
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			client := be.client(t)
+			ra, rb, rc := updater{newRecorder()}, updater{newRecorder()}, newRecorder()
+			a := newBus(t, client, ra, Options{Namespace: "ns"})
+			ra.expect(t, "up")
+			newBus(t, client, rb, Options{Namespace: "ns"})
+			rb.expect(t, "up")
+			newBus(t, client, rc, Options{Namespace: "ns"}) // not an Updater
+			rc.expect(t, "up")
+
+			frames, err := a.UpdateFrames([]string{"k1", "k 2"}, [][]byte{[]byte("v1"), []byte("")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			for _, f := range frames {
+				if err := client.Publish(ctx, "ns:invalidate", f).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// The writer's own update is applied, flagged as its own; a
+			// plain invalidation of its own is still skipped.
+			ra.expect(t, `update ["k1" "k 2"] ["v1" ""] own=true`)
+			rb.expect(t, `update ["k1" "k 2"] ["v1" ""] own=false`)
+			rc.expect(t, `keys ["k1" "k 2"]`)
+			if err := a.Publish(ctx, "plain"); err != nil {
+				t.Fatal(err)
+			}
+			rb.expect(t, `keys ["plain"]`)
+			rc.expect(t, `keys ["plain"]`)
+			if err := client.Publish(ctx, "ns:invalidate", "=marker").Err(); err != nil {
+				t.Fatal(err)
+			}
+			ra.expect(t, `keys ["marker"]`)
+			ra.none(t)
+			if st := a.Stats(); st.Own != 2 {
+				t.Fatalf("Own = %d, want 2", st.Own)
+			}
+		})
+	}
+}
+
+func TestUpdateFramesSplitAndBound(t *testing.T) {
+	client := backends[0].client(t)
+	b := newBus(t, client, newRecorder(), Options{Namespace: "ns", MaxMessageBytes: 200})
+	keys := []string{"a", "b", "c", "d"}
+	values := [][]byte{make([]byte, 60), make([]byte, 60), make([]byte, 60), make([]byte, 60)}
+	frames, err := b.UpdateFrames(keys, values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gotKeys []string
+	for _, f := range frames {
+		if len(f) > 200 {
+			t.Fatalf("a frame of %d bytes, over MaxMessageBytes", len(f))
+		}
+		m, err := Parse(f, 200)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(m.Values) != len(m.Keys) {
+			t.Fatalf("%d keys, %d values", len(m.Keys), len(m.Values))
+		}
+		gotKeys = append(gotKeys, m.Keys...)
+	}
+	if len(frames) < 2 || strings.Join(gotKeys, "") != "abcd" {
+		t.Fatalf("%d frames with keys %q; want the 4 keys split over several", len(frames), gotKeys)
+	}
+	if _, err := b.UpdateFrames([]string{"big"}, [][]byte{make([]byte, 300)}); err == nil {
+		t.Fatal("a value over MaxMessageBytes made a frame")
+	}
+	if _, err := b.UpdateFrames([]string{"a", "b"}, [][]byte{nil}); err == nil {
+		t.Fatal("2 keys and 1 value made frames")
 	}
 }

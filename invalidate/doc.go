@@ -30,14 +30,24 @@
 //
 //	0x00                  marker
 //	0x01                  version; other versions are counted and ignored
-//	flags                 0x01: drop every key; other bits must be 0
+//	flags                 0x01: drop every key; 0x02: each key is followed
+//	                      by its new value; other bits must be 0
 //	origin [16]byte       the publishing Bus's ID
 //	uvarint len, bytes    namespace
 //	uvarint count         number of keys: at least 1 unless flags has 0x01
-//	count × (uvarint len, bytes)  the keys
+//	count × (uvarint len, bytes)  the keys; with flag 0x02, each key's
+//	                      (uvarint len, bytes) value follows it
 //
 // with no byte after the last key. No payload may exceed MaxMessageBytes
 // (1 MiB by default); Publish splits many keys into several frames.
+//
+// A frame with values ([Bus.UpdateFrames]) is an update: it tells every
+// replica the new stored bytes of its keys, so that one holding a key can
+// replace its copy at once instead of dropping it and reading Redis
+// later. A handler that is an [Updater] applies updates; any other drops
+// their keys, as for an invalidation. Updates are only as ordered as
+// their publication: tier sends them only where each write and its update
+// go in one transaction, so that they arrive in the order of the writes.
 //
 // # Lost messages
 //

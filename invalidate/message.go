@@ -7,10 +7,16 @@ import (
 )
 
 // Message is one invalidation: drop the near copies of Keys, or of every
-// key when All is set.
+// key when All is set. A message may instead carry the new stored bytes of
+// its keys in Values, so that a receiver holding a key can replace its
+// copy without reading Redis.
 type Message struct {
 	Keys []string
 	All  bool
+
+	// Values, when not nil, holds the new stored bytes of each key, in the
+	// order of Keys; it is nil in a plain invalidation.
+	Values [][]byte
 
 	// Namespace is the namespace a library message was published for; it
 	// is empty in an operator's message, which the channel alone scopes.
@@ -28,6 +34,7 @@ const (
 	frameMarker  = 0x00 // first byte of a library frame
 	frameVersion = 1
 	flagAll      = 0x01
+	flagValues   = 0x02
 	escapeMarker = '='
 	allMarker    = "*"
 
@@ -59,14 +66,21 @@ func AppendFrame(dst []byte, m Message) []byte {
 	if m.All {
 		flags |= flagAll
 	}
+	if m.Values != nil {
+		flags |= flagValues
+	}
 	dst = append(dst, frameMarker, frameVersion, flags)
 	dst = append(dst, m.Origin[:]...)
 	dst = binary.AppendUvarint(dst, uint64(len(m.Namespace)))
 	dst = append(dst, m.Namespace...)
 	dst = binary.AppendUvarint(dst, uint64(len(m.Keys)))
-	for _, k := range m.Keys {
+	for i, k := range m.Keys {
 		dst = binary.AppendUvarint(dst, uint64(len(k)))
 		dst = append(dst, k...)
+		if m.Values != nil {
+			dst = binary.AppendUvarint(dst, uint64(len(m.Values[i])))
+			dst = append(dst, m.Values[i]...)
+		}
 	}
 	return dst
 }
@@ -111,11 +125,12 @@ func parseFrame(p []byte) (Message, error) {
 		return bad("truncated in its header")
 	}
 	flags := p[2]
-	if flags&^flagAll != 0 {
+	if flags&^(flagAll|flagValues) != 0 {
 		return bad(fmt.Sprintf("has unknown flags %#x", flags))
 	}
 	var m Message
 	m.All = flags&flagAll != 0
+	withValues := flags&flagValues != 0
 	copy(m.Origin[:], p[3:])
 	rest := p[3+len(ID{}):]
 
@@ -143,17 +158,27 @@ func parseFrame(p []byte) (Message, error) {
 	if count > 0 {
 		m.Keys = make([]string, 0, count)
 	}
+	if withValues {
+		m.Values = make([][]byte, 0, count)
+	}
 	for range count {
 		k, ok := field()
 		if !ok {
 			return bad(fmt.Sprintf("has a bad length for key %d of %d", len(m.Keys)+1, count))
 		}
 		m.Keys = append(m.Keys, string(k))
+		if withValues {
+			v, ok := field()
+			if !ok {
+				return bad(fmt.Sprintf("has a bad length for the value of key %d of %d", len(m.Keys), count))
+			}
+			m.Values = append(m.Values, v)
+		}
 	}
 	if len(rest) != 0 {
 		return bad(fmt.Sprintf("has %d bytes after its last key", len(rest)))
 	}
-	if m.All && len(m.Keys) > 0 {
+	if m.All && (len(m.Keys) > 0 || withValues) {
 		return bad("says both all and some keys")
 	}
 	if !m.All && len(m.Keys) == 0 {

@@ -1,6 +1,7 @@
 package invalidate
 
 import (
+	"bytes"
 	"errors"
 	"slices"
 	"strings"
@@ -52,12 +53,14 @@ func TestFrameRoundTrip(t *testing.T) {
 		{Keys: []string{"a"}, Namespace: "ns", Origin: id},
 		{Keys: []string{"", "*", "x\ny", strings.Repeat("k", 1000)}, Origin: id},
 		{All: true, Namespace: "users", Origin: id},
+		{Keys: []string{"a", "b"}, Values: [][]byte{[]byte("\x01\x01\x00value"), {}}, Namespace: "ns", Origin: id},
 	} {
 		got, err := Parse(AppendFrame(nil, m), 0)
 		if err != nil {
 			t.Fatalf("Parse(AppendFrame(%+v)): %v", m, err)
 		}
-		if got.All != m.All || !slices.Equal(got.Keys, m.Keys) || got.Namespace != m.Namespace || got.Origin != m.Origin {
+		if got.All != m.All || !slices.Equal(got.Keys, m.Keys) || got.Namespace != m.Namespace || got.Origin != m.Origin ||
+			!slices.EqualFunc(got.Values, m.Values, bytes.Equal) || (got.Values == nil) != (m.Values == nil) {
 			t.Fatalf("round trip: got %+v, want %+v", got, m)
 		}
 	}
@@ -65,6 +68,7 @@ func TestFrameRoundTrip(t *testing.T) {
 
 func TestParseRejectsMalformed(t *testing.T) {
 	good := AppendFrame(nil, Message{Keys: []string{"k1", "k2"}, Namespace: "ns", Origin: ID{9}})
+	withValues := AppendFrame(nil, Message{Keys: []string{"k1"}, Values: [][]byte{[]byte("abc")}, Namespace: "ns", Origin: ID{9}})
 	cases := map[string][]byte{
 		"empty":              {},
 		"too large":          []byte(strings.Repeat("x", DefaultMaxMessageBytes+1)),
@@ -77,6 +81,10 @@ func TestParseRejectsMalformed(t *testing.T) {
 		"no keys":            AppendFrame(nil, Message{Origin: ID{1}}),
 		"all and keys":       AppendFrame(nil, Message{All: true, Keys: []string{"k"}}),
 		"bad namespace size": append(append([]byte{0, 1, 0}, make([]byte, 16)...), 0x80),
+		"values flag, no value": append([]byte{0, 1, flagValues}, good[3:]...),
+		"truncated value":       withValues[:len(withValues)-1],
+		"value too long":        append(withValues[:len(withValues)-4:len(withValues)-4], 9, 'a', 'b', 'c'),
+		"all with values":       append(append([]byte{0, 1, flagAll | flagValues}, make([]byte, 16)...), 0, 0),
 	}
 	for name, p := range cases {
 		if _, err := Parse(p, 0); !errors.Is(err, ErrMalformed) {
