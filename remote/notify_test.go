@@ -1,9 +1,14 @@
 package remote_test
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tier-cache/tier/internal/redistest"
 	"github.com/tier-cache/tier/remote"
 )
 
@@ -130,6 +135,69 @@ func TestSwap(t *testing.T) {
 		}
 		if it, _ := mustGet(t, s, "{m}2"); string(it.Value) != "other" {
 			t.Fatalf("{m}2 = %q: SwapMany wrote over a value it did not expect", it.Value)
+		}
+	})
+}
+
+// On Redis 7, a notify script checks that the user may publish before it
+// writes: a user allowed the key but not the channel gets an error and
+// no write, rather than a write that no replica hears of.
+func TestNotifyDoesBothOrNeither(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := testCtx(t)
+	admin := srv.Client(t)
+	if err := admin.Do(ctx, "ACL", "SETUSER", "writer", "on", ">pw", "resetkeys", "resetchannels",
+		"~ns:*", "&allowed", "-@all", "+get", "+set", "+unlink", "+publish", "+evalsha", "+eval").Err(); err != nil {
+		t.Fatal(err)
+	}
+	o := srv.Options()
+	o.Username, o.Password = "writer", "pw"
+	c := redis.NewClient(o)
+	t.Cleanup(func() { c.Close() })
+	s := mustNew(t, c, remote.Options{Namespace: "ns"})
+	if err := admin.Set(ctx, "ns:kept", "old", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	denied := remote.Notice{Channel: "forbidden", Payloads: [][]byte{[]byte("k")}}
+	if err := s.SetNotify(ctx, "k", []byte("v"), time.Minute, denied); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+		t.Fatalf("SetNotify to a forbidden channel = %v, want a NOPERM error", err)
+	}
+	if n := admin.Exists(ctx, "ns:k").Val(); n != 0 {
+		t.Fatal("SetNotify wrote although it could not publish")
+	}
+	if err := s.DeleteNotify(ctx, []string{"kept"}, denied); err == nil {
+		t.Fatal("DeleteNotify to a forbidden channel succeeded")
+	}
+	if v := admin.Get(ctx, "ns:kept").Val(); v != "old" {
+		t.Fatalf("DeleteNotify deleted although it could not publish: %q", v)
+	}
+	allowed := remote.Notice{Channel: "allowed", Payloads: [][]byte{[]byte("k")}}
+	if err := s.SetNotify(ctx, "k", []byte("v"), time.Minute, allowed); err != nil {
+		t.Fatalf("SetNotify as a user that may publish: %v", err)
+	}
+}
+
+// DeleteNotify of more keys than one UNLINK of the script takes.
+func TestDeleteNotifyManyKeys(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		s := e.store(t, remote.Options{Timeout: 10 * time.Second})
+		ctx := testCtx(t)
+		items := make(map[string]remote.Item)
+		keys := make([]string, 2500)
+		for i := range keys {
+			keys[i] = fmt.Sprint("k", i)
+			items[keys[i]] = remote.Item{Value: []byte("v"), TTL: time.Minute}
+		}
+		if err := s.SetMany(ctx, items); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.DeleteNotify(ctx, keys, remote.Notice{Channel: "news", Payloads: [][]byte{[]byte("x")}}); err != nil {
+			t.Fatal(err)
+		}
+		left, err := s.GetValues(ctx, keys)
+		if err != nil || len(left) != 0 {
+			t.Fatalf("after DeleteNotify of %d keys, %d remain (%v)", len(keys), len(left), err)
 		}
 	})
 }
