@@ -220,6 +220,37 @@ func BenchmarkPropagation(b *testing.B) {
 		}
 		reportPercentiles(b, lat)
 	})
+	// The same round with the subscriber reading on its own goroutine, as
+	// a replica's subscription does, and telling the publisher over a
+	// channel, as the tier round's event does: the hand-off between
+	// goroutines that any cross-process propagation pays, measured raw.
+	b.Run("raw-pubsub-handoff", func(b *testing.B) {
+		pub, sub := srv.Client(b), srv.Client(b)
+		ps := sub.Subscribe(ctx, "raw")
+		defer ps.Close()
+		if _, err := ps.Receive(ctx); err != nil {
+			b.Fatal(err)
+		}
+		got := make(chan struct{}, 16)
+		go func() {
+			for {
+				if _, err := ps.ReceiveMessage(ctx); err != nil {
+					return // closed
+				}
+				got <- struct{}{}
+			}
+		}()
+		lat := make([]time.Duration, 0, b.N)
+		for b.Loop() {
+			start := time.Now()
+			if err := pub.Publish(ctx, "raw", "k").Err(); err != nil {
+				b.Fatal(err)
+			}
+			<-got
+			lat = append(lat, time.Since(start))
+		}
+		reportPercentiles(b, lat)
+	})
 }
 
 func reportPercentiles(b *testing.B, lat []time.Duration) {
@@ -293,4 +324,48 @@ func median(d []time.Duration) time.Duration {
 	}
 	slices.Sort(d)
 	return d[len(d)/2]
+}
+
+// BenchmarkNearHitPaired alternates blocks of BenchmarkNearHit's and
+// BenchmarkLocalHit's reads on one cache and reports the median cost of
+// each and their ratio: paired, so that a noisy machine moves both alike.
+func BenchmarkNearHitPaired(b *testing.B) {
+	c, keys := benchFilledCache(b)
+	ctx := context.Background()
+	loader := LoaderFunc[benchUser](func(context.Context, string) (benchUser, error) {
+		b.Fatal("a near hit called the loader")
+		return benchUser{}, nil
+	})
+	const block = 1000
+	var tierLat, localLat []time.Duration
+	i := 0
+	for b.Loop() {
+		start := time.Now()
+		for range block {
+			u, err := c.Get(ctx, keys[i], loader)
+			if err != nil {
+				b.Fatal(err)
+			}
+			sink += u.ID
+			if i++; i == benchKeys {
+				i = 0
+			}
+		}
+		mid := time.Now()
+		for range block {
+			var e nearEntry[benchUser]
+			if !c.near.GetInto(keys[i], &e) {
+				b.Fatal("miss")
+			}
+			sink += e.value.ID
+			if i++; i == benchKeys {
+				i = 0
+			}
+		}
+		tierLat, localLat = append(tierLat, mid.Sub(start)/block), append(localLat, time.Since(mid)/block)
+	}
+	t, l := median(tierLat), median(localLat)
+	b.ReportMetric(float64(t.Nanoseconds()), "tier-ns")
+	b.ReportMetric(float64(l.Nanoseconds()), "local-ns")
+	b.ReportMetric(float64(t)/float64(l), "tier/local")
 }

@@ -78,6 +78,18 @@ type Options struct {
 	// only when NearTTL alone bounds staleness well enough.
 	DisableInvalidation bool
 
+	// PushMaxBytes is the largest encoded value that Set pushes to the
+	// other replicas inside its invalidation message, so that a replica
+	// holding the key replaces its near copy at once rather than dropping
+	// it and reading Redis on its next Get. Larger values, and every value
+	// on a Redis Cluster (where a write and its message cannot share a
+	// transaction, so messages could arrive out of the order of the
+	// writes), are announced by a bare invalidation. Default: 4096.
+	PushMaxBytes int
+
+	// DisablePush makes Set announce every value by a bare invalidation.
+	DisablePush bool
+
 	// HealthInterval is how long the invalidation subscription may be
 	// silent before it is checked with a PING; a subscription that does not
 	// answer within another HealthInterval is declared lost. Default: 1s.
@@ -86,8 +98,10 @@ type Options struct {
 	// Logger receives far-tier errors and corrupt values. Default: none.
 	Logger *slog.Logger
 
-	// Clock judges near-tier deadlines (tests pass a fake one). Default:
-	// the near tier's coarse monotonic clock (see package local).
+	// Clock judges near-tier deadlines, and gives the wall time from which
+	// the deadlines recorded in values written to Redis are computed and
+	// judged (tests pass a fake one). Default: the near tier's coarse
+	// monotonic clock for the former, the system clock for the latter.
 	Clock local.Clock
 }
 
@@ -100,6 +114,7 @@ const (
 	defaultJitter        = 0.1
 	defaultMaxValueBytes = 8 << 20
 	defaultFarTimeout    = 100 * time.Millisecond
+	defaultPushMaxBytes  = 4096
 	defaultLoadTimeout   = 30 * time.Second
 
 	defaultHealthInterval = time.Second
@@ -147,6 +162,14 @@ func (o Options) withDefaults() (Options, error) {
 		return o, bad("CompressAbove", "must be >= 0, got %d", o.CompressAbove)
 	case o.MaxValueBytes < 0:
 		return o, bad("MaxValueBytes", "must be >= 0, got %d", o.MaxValueBytes)
+	case o.PushMaxBytes < 0:
+		return o, bad("PushMaxBytes", "must be >= 0, got %d", o.PushMaxBytes)
+	}
+	if o.PushMaxBytes == 0 {
+		o.PushMaxBytes = defaultPushMaxBytes
+	}
+	if o.DisablePush {
+		o.PushMaxBytes = 0
 	}
 	if o.Namespace == "" {
 		o.Namespace = defaultNamespace

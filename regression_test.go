@@ -57,24 +57,34 @@ func TestCloseRacingGets(t *testing.T) {
 	}
 }
 
-// txHook holds the next MULTI/EXEC (a Set's or Delete's write) until
-// released.
+// txHook holds the next notify script (a Set's or Delete's write and its
+// message) until released, before it is sent.
 type txHook struct {
 	armed   atomic.Bool
 	entered chan struct{}
 	release chan struct{}
 }
 
-func (h *txHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
-func (h *txHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
-func (h *txHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if len(cmds) > 0 && cmds[0].Name() == "multi" && h.armed.CompareAndSwap(true, false) {
+func (h *txHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *txHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if isScript(cmd) && h.armed.CompareAndSwap(true, false) {
 			close(h.entered)
 			<-h.release
 		}
-		return next(ctx, cmds)
+		return next(ctx, cmd)
 	}
+}
+func (h *txHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+func isScript(cmd redis.Cmder) bool {
+	switch cmd.Name() {
+	case "evalsha", "eval":
+		return true
+	}
+	return false
 }
 
 func hookedClient(t *testing.T, addr string, h redis.Hook) *redis.Client {

@@ -123,7 +123,12 @@ type Cache[V any] struct {
 
 	mu      sync.Mutex
 	flights map[string]*flight[V]
-	wg      sync.WaitGroup // running loads
+
+	// pushes holds this replica's Sets whose values are on their way back
+	// in its own update messages (see applyPushed).
+	pushMu sync.Mutex
+	pushes map[string]pushed[V]
+	wg     sync.WaitGroup // running loads
 
 	closing   context.Context // cancelled by Close; ends running loads
 	cancel    context.CancelFunc
@@ -138,7 +143,7 @@ type Cache[V any] struct {
 }
 
 type counters struct {
-	farHits, misses, loads, loadErrors, farErrors, corrupt, notCached, invalidations atomic.Uint64
+	farHits, misses, loads, loadErrors, farErrors, corrupt, notCached, invalidations, updates atomic.Uint64
 }
 
 // New returns a cache configured by opts, or an error matching
@@ -203,6 +208,105 @@ func (h busHandler[V]) Invalidate(keys []string) {
 	h.event("keys")
 }
 
+// Update applies values pushed by a Set (this replica's own included, in
+// the order Redis applied the writes): a key held near takes the new
+// value; one not held stays absent. Either way, loads and far reads of the
+// key under way do not store what they read before it (see local.Replace).
+func (h busHandler[V]) Update(keys []string, values [][]byte, own bool) {
+	c := h.c
+	if !own {
+		c.stats.updates.Add(uint64(len(keys)))
+	}
+	for i, k := range keys {
+		c.applyPushed(k, values[i], own)
+	}
+	h.event("keys")
+}
+
+// pushed is a value this replica's Set pushed: its stored bytes, which
+// recognise the message that carries them back, and the value itself.
+type pushed[V any] struct {
+	data  []byte
+	value V
+}
+
+// expectPush records that a Set of key to value, stored as data, is about
+// to push it.
+func (c *Cache[V]) expectPush(key string, data []byte, value V) {
+	c.pushMu.Lock()
+	if c.pushes == nil {
+		c.pushes = make(map[string]pushed[V])
+	}
+	c.pushes[key] = pushed[V]{data: data, value: value}
+	c.pushMu.Unlock()
+}
+
+// takePush removes the push expected for key and returns it, if its bytes
+// are data.
+func (c *Cache[V]) takePush(key string, data []byte) (pushed[V], bool) {
+	c.pushMu.Lock()
+	defer c.pushMu.Unlock()
+	p, ok := c.pushes[key]
+	if !ok || !bytes.Equal(p.data, data) {
+		return p, false
+	}
+	delete(c.pushes, key)
+	return p, true
+}
+
+// forgetPushes drops the pushes expected for keys.
+func (c *Cache[V]) forgetPushes(keys []string) {
+	c.pushMu.Lock()
+	for _, k := range keys {
+		delete(c.pushes, k)
+	}
+	c.pushMu.Unlock()
+}
+
+// forgetAllPushes drops every push expected.
+func (c *Cache[V]) forgetAllPushes() {
+	c.pushMu.Lock()
+	clear(c.pushes)
+	c.pushMu.Unlock()
+}
+
+// applyPushed applies the pushed stored bytes data of key.
+//
+// Messages arrive in the order Redis applied the writes, so applying each
+// leaves the near tier as Redis is. A key held near takes the new value; a
+// key not held stays absent, except for the latest Set of this replica,
+// recognised by its bytes: it stores its value, so that the writer reads
+// its own write from the near tier even when the message beat its own
+// store (which it then refuses). A Delete or Invalidate of the key by this
+// replica forgets that Set, so a late message cannot bring its value back.
+func (c *Cache[V]) applyPushed(key string, data []byte, own bool) {
+	if own {
+		if p, ok := c.takePush(key, data); ok && c.nearOK.Load() {
+			if ttl, ok := c.nearTTLFrom(false, data); ok {
+				c.near.SetWith(key, nearEntry[V]{value: p.value}, ttl, int64(len(data)))
+				return
+			}
+		}
+	}
+	// Decode only for a key held near; Delete has Replace's effect on an
+	// absent key.
+	if !c.nearOK.Load() || !c.near.Contains(key) {
+		c.near.Delete(key)
+		return
+	}
+	v, absent, ok := c.decode(key, data)
+	if !ok {
+		c.near.Delete(key)
+		return
+	}
+	ttl, ok := c.nearTTLFrom(absent, data)
+	if !ok {
+		c.near.Delete(key)
+		return
+	}
+	c.near.Replace(key, nearEntry[V]{value: v, absent: absent}, ttl, int64(len(data)))
+}
+
 func (h busHandler[V]) InvalidateAll() {
 	h.c.stats.invalidations.Add(1)
 	h.c.near.Purge()
@@ -220,6 +324,7 @@ func (h busHandler[V]) event(e string) {
 func (h busHandler[V]) Disconnected() {
 	h.c.nearOK.Store(false)
 	h.c.near.Purge()
+	h.c.forgetAllPushes()
 	h.event("down")
 }
 
@@ -644,31 +749,56 @@ func (c *Cache[V]) Set(ctx context.Context, key string, value V) error {
 	if err != nil {
 		return err
 	}
-	// Drop the near copy first, so that loads under way cannot store over
-	// this value; write Redis; drop again, so that a read of this replica
-	// that fetched Redis before the write cannot keep the old value; then
-	// store under a guard, so that a lost subscription cannot leave it.
+	// Drop the near copy first, so that loads under way cannot store an
+	// older value over this one; take a guard; write Redis; then store the
+	// value unless something changed the key since the guard: a message
+	// about a later write from another replica, which must win. The store
+	// stamps the key, so a read of this replica that fetched Redis before
+	// the write cannot replace it afterwards (see local.SetIfUnchanged).
 	c.near.Delete(key)
+	guard := c.near.StartFill()
 	var farErr error
 	if c.far != nil {
-		// The write and its invalidation go in one round trip (one
-		// MULTI/EXEC on a single server), so no failure between them
-		// leaves other replicas holding the old value.
+		// The write and its message go in one round trip (one MULTI/EXEC
+		// on a single server), so no failure between them leaves other
+		// replicas holding the old value.
 		if c.bus == nil {
 			farErr = c.far.Set(ctx, key, data, farTTL)
-		} else if n, err := c.notice(key); err != nil {
+		} else if n, push, err := c.setNotice(key, data); err != nil {
 			farErr = err
 		} else {
-			farErr = c.far.SetNotify(ctx, key, data, farTTL, n)
+			if push {
+				c.expectPush(key, data, value)
+			}
+			if farErr = c.far.SetNotify(ctx, key, data, farTTL, n); farErr != nil && push {
+				c.takePush(key, data)
+			}
 		}
 	}
-	c.near.Delete(key)
-	c.fillNear(c.near.StartFill(), key, nearEntry[V]{value: value}, c.nearTTLFor(farTTL), int64(len(data)))
+	if c.nearOK.Load() {
+		c.near.SetIfUnchanged(guard, key, nearEntry[V]{value: value}, c.nearTTLFor(farTTL), int64(len(data)))
+	}
 	if farErr != nil {
 		c.stats.farErrors.Add(1)
 		return fmt.Errorf("tier: set %q: %w", key, farErr)
 	}
 	return nil
+}
+
+// setNotice is the message to send with a Set of key to data: data itself
+// when it is small enough and messages arrive in the order of the writes
+// (see Options.PushMaxBytes), else a bare invalidation.
+// It reports whether the notice pushes the value.
+func (c *Cache[V]) setNotice(key string, data []byte) (remote.Notice, bool, error) {
+	if len(data) <= c.opts.PushMaxBytes && c.far.NotifyInOrder() {
+		frames, err := c.bus.UpdateFrames([]string{key}, [][]byte{data})
+		if err == nil {
+			return remote.Notice{Channel: c.bus.Channel(), Payloads: frames}, true, nil
+		}
+		// Too large for a message after all: a bare invalidation.
+	}
+	n, err := c.notice(key)
+	return n, false, err
 }
 
 // notice is the invalidation of keys, to send with the write that changes
@@ -734,6 +864,7 @@ func (c *Cache[V]) InvalidateAll(ctx context.Context) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
+	c.forgetAllPushes()
 	c.near.Purge()
 	if c.bus == nil {
 		return nil
@@ -760,6 +891,7 @@ func (c *Cache[V]) publish(ctx context.Context, op string, keys ...string) error
 // of each reads Redis. Loads of these keys under way do not store what they
 // read in the near tier.
 func (c *Cache[V]) DropNear(keys ...string) {
+	c.forgetPushes(keys)
 	for _, k := range keys {
 		c.near.Delete(k)
 	}
@@ -948,6 +1080,7 @@ type Stats struct {
 	Evictions  uint64 // near entries evicted to make room
 
 	Invalidations uint64 // keys dropped on messages from other replicas or operators
+	Updates       uint64 // keys whose new value another replica's Set pushed here
 	Malformed     uint64 // invalidation messages ignored as malformed
 	Losses        uint64 // invalidation subscriptions lost (near tier dropped)
 	Reconnects    uint64 // subscriptions re-established after a loss
@@ -968,6 +1101,7 @@ func (c *Cache[V]) Stats() Stats {
 		Evictions:  n.Evictions,
 
 		Invalidations: c.stats.invalidations.Load(),
+		Updates:       c.stats.updates.Load(),
 	}
 	if c.bus != nil {
 		b := c.bus.Stats()

@@ -121,6 +121,17 @@ func (c *Cache[K, V]) GetInto(key K, dst *V) bool {
 	return true
 }
 
+// Contains reports whether key is present and unexpired, without marking
+// it used and without counting a hit or a miss.
+func (c *Cache[K, V]) Contains(key K) bool {
+	s, _ := c.locate(key)
+	s.mu.Lock()
+	e := s.m[key]
+	ok := e != nil && (e.expires == 0 || e.expires > c.now()+c.slack)
+	s.mu.Unlock()
+	return ok
+}
+
 // Peek returns the value stored under key without marking it used and
 // without counting a hit or a miss.
 func (c *Cache[K, V]) Peek(key K) (V, bool) {
