@@ -199,3 +199,19 @@ func TestReplaceOfExpiredKeyDoesNotRevive(t *testing.T) {
 		t.Fatal("an expired key is present")
 	}
 }
+
+func TestContains(t *testing.T) {
+	clock := clocktest.New()
+	c := newCache(t, Options[string, int]{Capacity: 64, Clock: clock})
+	c.SetWith("k", 1, time.Second, 1)
+	if !c.Contains("k") || c.Contains("other") {
+		t.Fatal("Contains disagrees with what was stored")
+	}
+	if st := c.Stats(); st.Hits != 0 || st.Misses != 0 {
+		t.Fatalf("Contains counted %d hits, %d misses", st.Hits, st.Misses)
+	}
+	clock.Advance(2 * time.Second)
+	if c.Contains("k") {
+		t.Fatal("Contains reports an expired key")
+	}
+}

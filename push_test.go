@@ -1,0 +1,203 @@
+package tier
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tier-cache/tier/internal/redistest"
+	"github.com/tier-cache/tier/invalidate"
+)
+
+// afterScriptHook runs wait after each notify script has run,
+// before its caller sees the reply.
+type afterScriptHook struct{ wait func() }
+
+func (h *afterScriptHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *afterScriptHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if isScript(cmd) && err == nil { // not the NOSCRIPT of a first EVALSHA
+			h.wait()
+		}
+		return err
+	}
+}
+func (h *afterScriptHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// The writer reads its own write from the near tier even when its own
+// message came back before the write's reply: the message stores the
+// value (the writer's own store is then refused, as older than it).
+func TestOwnPushThatBeatsTheReplyStillFillsTheWriter(t *testing.T) {
+	m, _, _ := newMiniredis(t)
+	var aEvents <-chan string
+	hook := &afterScriptHook{wait: func() { await(t, aEvents, "keys") }}
+	a := newCache[string](t, Options{Redis: hookedClient(t, m.Addr(), hook)})
+	aEvents = events(a)
+	ctx := context.Background()
+	if err := a.Set(ctx, "k", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	if e, ok := a.near.Peek("k"); !ok || e.value != "v1" {
+		t.Fatalf("after Set, the writer's near tier has %+v, %v; want v1", e, ok)
+	}
+}
+
+// A message of this replica's Set that arrives after the replica deleted
+// the key does not bring the value back.
+func TestLateOwnPushDoesNotResurrectADeletedKey(t *testing.T) {
+	_, client, _ := newMiniredis(t)
+	a := newCache[string](t, Options{Redis: client})
+	ctx := context.Background()
+	applied, hold := make(chan struct{}, 16), make(chan struct{})
+	first := true
+	f := func(e string) {
+		applied <- struct{}{}
+		if first { // hold the subscription after the first message
+			first = false
+			<-hold
+		}
+	}
+	a.busEvent.Store(&f)
+	if err := a.Set(ctx, "k", "v0"); err != nil {
+		t.Fatal(err)
+	}
+	<-applied // v0's message applied; the subscription is now held
+	if err := a.Set(ctx, "k", "v1"); err != nil { // its message waits
+		t.Fatal(err)
+	}
+	if err := a.Delete(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	close(hold)
+	<-applied // v1's message
+	// A marker after them: once it is applied, so is everything before.
+	if err := client.Publish(ctx, a.bus.Channel(), "=marker").Err(); err != nil {
+		t.Fatal(err)
+	}
+	<-applied
+	if e, ok := a.near.Peek("k"); ok {
+		t.Fatalf("a late message of a deleted Set brought back %+v", e)
+	}
+	if r, err := a.Fetch(ctx, "k", constLoader("loaded")); err != nil || r.Value != "loaded" {
+		t.Fatalf("Fetch = %+v, %v; want a load", r, err)
+	}
+}
+
+func TestPushLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		opts       Options
+		value      string
+		wantPushed bool
+	}{
+		{"small value", Options{}, "v", true},
+		{"over PushMaxBytes", Options{PushMaxBytes: 10}, strings.Repeat("x", 20), false},
+		{"DisablePush", Options{DisablePush: true}, "v", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, client, _ := newMiniredis(t)
+			tc.opts.Redis = client
+			a, b := newCache[string](t, tc.opts), newCache[string](t, tc.opts)
+			bEvents := events(b)
+			ctx := context.Background()
+			if _, err := b.Get(ctx, "k", constLoader("old")); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.Set(ctx, "k", tc.value); err != nil {
+				t.Fatal(err)
+			}
+			await(t, bEvents, "keys")
+			st := b.Stats()
+			if pushed := st.Updates == 1 && st.Invalidations == 0; pushed != tc.wantPushed {
+				t.Fatalf("b: %d updates, %d invalidations; want pushed %v", st.Updates, st.Invalidations, tc.wantPushed)
+			}
+			want := SourceFar
+			if tc.wantPushed {
+				want = SourceNear
+			}
+			if r, _ := b.Fetch(ctx, "k", constLoader("unused")); r.Value != tc.value || r.Source != want {
+				t.Fatalf("b reads %+v, want %q from %v", r, tc.value, want)
+			}
+		})
+	}
+}
+
+// On a cluster a write and its message cannot share a transaction, so
+// messages could arrive out of the order of the writes: Set announces
+// by bare invalidations only.
+func TestNoPushOnCluster(t *testing.T) {
+	srv := redistest.StartCluster(t)
+	a := newCache[string](t, Options{Redis: srv.ClusterClient(t)})
+	b := newCache[string](t, Options{Redis: srv.ClusterClient(t)})
+	bEvents := events(b)
+	ctx := context.Background()
+	if _, err := b.Get(ctx, "k", constLoader("old")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Set(ctx, "k", "new"); err != nil {
+		t.Fatal(err)
+	}
+	await(t, bEvents, "keys")
+	if st := b.Stats(); st.Updates != 0 || st.Invalidations != 1 {
+		t.Fatalf("b: %d updates, %d invalidations; want a bare invalidation", st.Updates, st.Invalidations)
+	}
+	if r, _ := b.Fetch(ctx, "k", constLoader("unused")); r.Value != "new" || r.Source != SourceFar {
+		t.Fatalf("b reads %+v, want new from Redis", r)
+	}
+}
+
+// A pushed value that does not decode drops the key and is counted; it
+// never reaches a caller.
+func TestCorruptPushDropsTheKey(t *testing.T) {
+	_, client, _ := newMiniredis(t)
+	b := newCache[string](t, Options{Redis: client})
+	bEvents := events(b)
+	ctx := context.Background()
+	if _, err := b.Get(ctx, "k", constLoader("v")); err != nil {
+		t.Fatal(err)
+	}
+	frame := invalidate.AppendFrame(nil, invalidate.Message{
+		Keys: []string{"k"}, Values: [][]byte{[]byte("\x01\x01\x00\xc1garbage")}, Namespace: "tier", Origin: invalidate.ID{7},
+	})
+	if err := client.Publish(ctx, b.bus.Channel(), frame).Err(); err != nil {
+		t.Fatal(err)
+	}
+	await(t, bEvents, "keys")
+	if _, ok := b.near.Peek("k"); ok {
+		t.Fatal("a corrupt push left the old near copy")
+	}
+	if st := b.Stats(); st.Corrupt != 1 {
+		t.Fatalf("Corrupt = %d, want 1", st.Corrupt)
+	}
+	if v, err := b.Get(ctx, "k", constLoader("unused")); err != nil || v != "v" {
+		t.Fatalf("Get = %q, %v; want the Redis copy", v, err)
+	}
+}
+
+// A pushed value keeps the deadline its writer recorded: the near copy it
+// replaces does not outlive the Redis copy.
+func TestPushKeepsTheFarDeadline(t *testing.T) {
+	_, client, _ := newMiniredis(t)
+	clock := newFakeClock()
+	a := newCache[string](t, Options{Redis: client, FarTTL: 2 * time.Second, DisableJitter: true, Clock: clock})
+	b := newCache[string](t, Options{Redis: client, NearTTL: time.Hour, Clock: clock})
+	bEvents := events(b)
+	ctx := context.Background()
+	if _, err := b.Get(ctx, "k", constLoader("old")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Set(ctx, "k", "new"); err != nil {
+		t.Fatal(err)
+	}
+	await(t, bEvents, "keys")
+	ttl, ok := b.near.TTL("k")
+	if !ok || ttl > 2*time.Second {
+		t.Fatalf("b's pushed copy lives %v, %v; want at most the 2s of the Redis copy", ttl, ok)
+	}
+}
