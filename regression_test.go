@@ -428,3 +428,34 @@ func TestSlowBatchLoadDoesNotResurrectDeletedKey(t *testing.T) {
 		t.Fatal("the batch's not-found answer was not cached in Redis")
 	}
 }
+
+// A Get that starts after a change of its key arrived must not join a
+// load that began before it: that load may have read what the change
+// replaced. The change detaches the flight; the new Get reads Redis.
+func TestGetAfterChangeDoesNotJoinOlderLoad(t *testing.T) {
+	_, client, _ := newMiniredis(t)
+	a := newCache[string](t, Options{Redis: client})
+	b := newCache[string](t, Options{Redis: client})
+	aEvents := events(a)
+	ctx := context.Background()
+	finish := blockedGet(a, "k", "old") // a load of the source's old value
+	if err := b.Set(ctx, "k", "new"); err != nil {
+		t.Fatal(err)
+	}
+	await(t, aEvents, "keys")
+	// Joining the held load would wait for ever; the deadline turns that
+	// into a failure.
+	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	r, err := a.Fetch(gctx, "k", constLoader("unused"))
+	v := finish()
+	if err != nil || r.Value != "new" || r.Source != SourceFar {
+		t.Fatalf("a Get after the change arrived = %+v, %v; want new from Redis", r, err)
+	}
+	if v != "old" {
+		t.Fatalf("the load's own caller got %q, want the old value it loaded", v)
+	}
+	if r, _ := a.Fetch(ctx, "k", constLoader("unused")); r.Value != "new" {
+		t.Fatalf("after the old load finished: %+v, want new", r)
+	}
+}

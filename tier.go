@@ -205,6 +205,7 @@ func (h busHandler[V]) Invalidate(keys []string) {
 	for _, k := range keys {
 		h.c.near.Delete(k)
 	}
+	h.c.detach(keys...)
 	h.event("keys")
 }
 
@@ -220,6 +221,7 @@ func (h busHandler[V]) Update(keys []string, values [][]byte, own bool) {
 	for i, k := range keys {
 		c.applyPushed(k, values[i], own)
 	}
+	c.detach(keys...)
 	h.event("keys")
 }
 
@@ -310,6 +312,7 @@ func (c *Cache[V]) applyPushed(key string, data []byte, own bool) {
 func (h busHandler[V]) InvalidateAll() {
 	h.c.stats.invalidations.Add(1)
 	h.c.near.Purge()
+	h.c.detachAll()
 	h.event("all")
 }
 
@@ -325,6 +328,7 @@ func (h busHandler[V]) Disconnected() {
 	h.c.nearOK.Store(false)
 	h.c.near.Purge()
 	h.c.forgetAllPushes()
+	h.c.detachAll()
 	h.event("down")
 }
 
@@ -333,6 +337,7 @@ func (h busHandler[V]) Disconnected() {
 // after the subscription was confirmed.
 func (h busHandler[V]) Connected() {
 	h.c.near.Purge()
+	h.c.detachAll()
 	h.c.nearOK.Store(true)
 	h.event("up")
 }
@@ -424,7 +429,7 @@ func (c *Cache[V]) fetchSlow(ctx context.Context, key string, loader Loader[V]) 
 	// on a goroutine of its own.
 	guard := c.near.StartFill()
 	r, state, err := c.lookup(ctx, key, guard)
-	if state == hit {
+	if state.hit {
 		c.finish(key, f, r, err)
 		return r, err
 	}
@@ -448,10 +453,32 @@ func (f *flight[V]) wait(ctx context.Context) (Result[V], error) {
 func (c *Cache[V]) finish(key string, f *flight[V], r Result[V], err error) {
 	f.res, f.err = r, err
 	c.mu.Lock()
-	delete(c.flights, key)
+	if c.flights[key] == f { // not detached and replaced
+		delete(c.flights, key)
+	}
 	c.mu.Unlock()
 	close(f.done)
 	c.wg.Done()
+}
+
+// detach takes the flights of keys, if any, out of reach of later
+// callers, who start flights of their own: a flight that began before a
+// change of its key may have read the value the change replaced. Its
+// current waiters still get its result, and its near fill is refused, as
+// every change also stamps the key in the near tier.
+func (c *Cache[V]) detach(keys ...string) {
+	c.mu.Lock()
+	for _, k := range keys {
+		delete(c.flights, k)
+	}
+	c.mu.Unlock()
+}
+
+// detachAll is detach for every key.
+func (c *Cache[V]) detachAll() {
+	c.mu.Lock()
+	clear(c.flights)
+	c.mu.Unlock()
 }
 
 // run completes a flight with a load: it outlives the caller that started
@@ -466,8 +493,8 @@ func (c *Cache[V]) run(parent context.Context, key string, f *flight[V], loader 
 	if lookAgain {
 		r, state, err = c.lookup(ctx, key, guard)
 	}
-	if state != hit {
-		r, err = c.loadThrough(ctx, key, loader, guard, state == corrupt)
+	if !state.hit {
+		r, err = c.loadThrough(ctx, key, loader, guard, state)
 	}
 	stop()
 	cancel()
@@ -477,21 +504,20 @@ func (c *Cache[V]) run(parent context.Context, key string, f *flight[V], loader 
 	c.finish(key, f, r, err)
 }
 
+// found says what a lookup found.
+type found struct {
+	hit     bool   // an answer
+	farDown bool   // Redis failed: load without a lease, store nothing there
+	corrupt []byte // bytes that do not decode: load and write over them
+}
+
 // lookup reads key from the near tier and then from Redis, and reports
 // whether either answered. A far hit is stored in the near tier under
 // guard: a Set, Delete or invalidation of key after the guard was taken
 // keeps it out.
-// found says what a lookup found.
-type found uint8
-
-const (
-	missed  found = iota // nothing usable: load
-	corrupt              // bytes that do not decode: load and overwrite them
-	hit                  // an answer
-)
-
 func (c *Cache[V]) lookup(ctx context.Context, key string, guard local.FillGuard) (Result[V], found, error) {
 	// A value stored while the flight was being set up counts as a hit.
+	hit := found{hit: true}
 	if e, ok := c.near.Peek(key); ok {
 		if e.absent {
 			return Result[V]{Source: SourceNear}, hit, ErrNotFound
@@ -499,25 +525,27 @@ func (c *Cache[V]) lookup(ctx context.Context, key string, guard local.FillGuard
 		return Result[V]{Value: e.value, Source: SourceNear}, hit, nil
 	}
 	if c.far == nil {
-		return Result[V]{}, missed, nil
+		return Result[V]{}, found{}, nil
 	}
 	// One plain GET: the value's deadline is in its header.
-	data, found, err := c.far.GetValue(ctx, key)
+	data, ok, err := c.far.GetValue(ctx, key)
 	if err != nil {
 		if ctx.Err() == nil { // not the caller giving up
 			c.farError("get", key, err)
 		}
-		return Result[V]{}, missed, nil
+		// A lease would cost another timeout against a Redis that just
+		// failed; the load goes straight to the source.
+		return Result[V]{}, found{farDown: true}, nil
 	}
-	if !found {
-		return Result[V]{}, missed, nil
+	if !ok {
+		return Result[V]{}, found{}, nil
 	}
 	if isLease(data) { // another load is under way
-		return Result[V]{}, missed, nil
+		return Result[V]{}, found{}, nil
 	}
 	v, absent, ok := c.decode(key, data)
 	if !ok {
-		return Result[V]{}, corrupt, nil
+		return Result[V]{}, found{corrupt: data}, nil
 	}
 	c.stats.farHits.Add(1)
 	c.fillFromFar(guard, key, nearEntry[V]{value: v, absent: absent}, data)
@@ -567,13 +595,17 @@ func (c *Cache[V]) now() time.Time {
 }
 
 // loadThrough calls the loader and stores what it returns in both tiers,
-// the near tier under guard. In Redis it adds the value only where the key
-// is absent, so that a load that read the source before a concurrent Set
-// does not overwrite the Set's value; overwrite replaces corrupt bytes.
-func (c *Cache[V]) loadThrough(ctx context.Context, key string, loader Loader[V], guard local.FillGuard, overwrite bool) (Result[V], error) {
+// the near tier under guard. In Redis it writes only over what it expects
+// there (its lease, or the corrupt bytes the lookup found), so that a load
+// that read the source before a concurrent Set or Delete cannot write an
+// older value over it.
+func (c *Cache[V]) loadThrough(ctx context.Context, key string, loader Loader[V], guard local.FillGuard, state found) (Result[V], error) {
 	c.stats.misses.Add(1)
-	fill := farFill{overwrite: overwrite}
-	if !overwrite {
+	var fill farFill
+	switch {
+	case state.corrupt != nil:
+		fill.lease = state.corrupt
+	case !state.farDown:
 		fill.lease = c.takeLease(ctx, key)
 	}
 	v, err := c.load(ctx, key, loader)
@@ -602,8 +634,9 @@ func (c *Cache[V]) loadThrough(ctx context.Context, key string, loader Loader[V]
 
 // farFill says how a load's result may reach Redis.
 type farFill struct {
-	overwrite bool   // replace what is there (corrupt bytes)
-	lease     []byte // the lease this load holds under the key; nil: write nothing
+	// lease is what the load expects under the key and may write over: the
+	// lease it took, or corrupt bytes it read. nil: write nothing.
+	lease []byte
 }
 
 // leasePrefix starts the bytes of a lease. A codec value starts with its
@@ -640,22 +673,13 @@ func (c *Cache[V]) takeLease(ctx context.Context, key string) []byte {
 	return lease
 }
 
-// writeFar stores data under key as fill allows; nil data gives a lease
-// back.
+// writeFar stores data under key in place of fill.lease, if that is still
+// there; nil data removes it (a lease given back, corrupt bytes dropped).
 func (c *Cache[V]) writeFar(ctx context.Context, key string, data []byte, ttl time.Duration, fill farFill) {
-	if c.far == nil {
+	if c.far == nil || fill.lease == nil {
 		return
 	}
-	var err error
-	switch {
-	case fill.overwrite && data != nil:
-		err = c.far.Set(ctx, key, data, ttl)
-	case fill.lease != nil:
-		_, err = c.far.Swap(ctx, key, fill.lease, data, ttl)
-	default:
-		return
-	}
-	if err != nil {
+	if _, err := c.far.Swap(ctx, key, fill.lease, data, ttl); err != nil {
 		c.farError("set", key, err)
 	}
 }
@@ -778,6 +802,8 @@ func (c *Cache[V]) Set(ctx context.Context, key string, value V) error {
 	if c.nearOK.Load() {
 		c.near.SetIfUnchanged(guard, key, nearEntry[V]{value: value}, c.nearTTLFor(farTTL), int64(len(data)))
 	}
+	// A Get from now on must not join a read that began before the write.
+	c.detach(key)
 	if farErr != nil {
 		c.stats.farErrors.Add(1)
 		return fmt.Errorf("tier: set %q: %w", key, farErr)
@@ -866,6 +892,7 @@ func (c *Cache[V]) InvalidateAll(ctx context.Context) error {
 	}
 	c.forgetAllPushes()
 	c.near.Purge()
+	c.detachAll()
 	if c.bus == nil {
 		return nil
 	}
@@ -889,12 +916,13 @@ func (c *Cache[V]) publish(ctx context.Context, op string, keys ...string) error
 
 // DropNear removes keys from this process's near tier only; the next Get
 // of each reads Redis. Loads of these keys under way do not store what they
-// read in the near tier.
+// read in the near tier, and Gets from now on do not wait for them.
 func (c *Cache[V]) DropNear(keys ...string) {
 	c.forgetPushes(keys)
 	for _, k := range keys {
 		c.near.Delete(k)
 	}
+	c.detach(keys...)
 }
 
 // GetMany returns the values of keys: near hits first, then all near
@@ -929,11 +957,13 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 	}
 	guard := c.near.StartFill()
 	toLoad := missing
-	corrupted := map[string]bool{} // read from Redis as bytes that do not decode
+	corrupted := map[string][]byte{} // read from Redis as bytes that do not decode
+	farDown := false
 	if c.far != nil {
 		items, err := c.far.GetValues(ctx, missing)
 		if err != nil {
 			c.farError("getmany", missing[0], err)
+			farDown = true
 		} else {
 			toLoad = toLoad[:0:0]
 			for _, k := range missing {
@@ -949,7 +979,7 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 				v, absent, ok := c.decode(k, data)
 				if !ok {
 					toLoad = append(toLoad, k)
-					corrupted[k] = true
+					corrupted[k] = data
 					continue
 				}
 				c.stats.farHits.Add(1)
@@ -964,17 +994,19 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 		return out, nil
 	}
 	c.stats.misses.Add(uint64(len(toLoad)))
-	// As in loadThrough: leases first, then a write only over each lease;
-	// corrupt bytes are overwritten.
-	leases := c.takeLeases(ctx, toLoad, corrupted)
+	// As in loadThrough: leases first, then a write only over each lease,
+	// or over the corrupt bytes read.
+	var leases map[string][]byte
+	if !farDown {
+		leases = c.takeLeases(ctx, toLoad, corrupted)
+	}
 	loaded, err := c.loadMany(ctx, loader, toLoad)
 	if err != nil {
 		c.stats.loadErrors.Add(1)
-		c.swapFar(ctx, leaseReleases(leases), nil)
+		c.swapFar(ctx, leaseReleases(leases))
 		return out, fmt.Errorf("tier: load %d keys: %w", len(toLoad), err)
 	}
-	swaps := make(map[string]remote.SwapItem, len(leases))
-	set := make(map[string]remote.Item)
+	swaps := make(map[string]remote.SwapItem, len(leases)+len(corrupted))
 	for _, k := range toLoad {
 		v, found := loaded[k]
 		e := nearEntry[V]{value: v, absent: !found}
@@ -993,27 +1025,27 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 			nearTTL = c.nearTTLFor(farTTL)
 		}
 		switch {
-		case corrupted[k]:
-			set[k] = remote.Item{Value: data, TTL: farTTL}
+		case corrupted[k] != nil:
+			swaps[k] = remote.SwapItem{Old: corrupted[k], Value: data, TTL: farTTL}
 		case leases[k] != nil:
 			swaps[k] = remote.SwapItem{Old: leases[k], Value: data, TTL: farTTL}
 		}
 		c.fillNear(guard, k, e, nearTTL, int64(len(data)))
 	}
-	c.swapFar(ctx, swaps, set)
+	c.swapFar(ctx, swaps)
 	return out, nil
 }
 
 // takeLeases is takeLease for the keys of a batch load, but for those in
 // skip; it returns the leases it took, by key.
-func (c *Cache[V]) takeLeases(ctx context.Context, keys []string, skip map[string]bool) map[string][]byte {
+func (c *Cache[V]) takeLeases(ctx context.Context, keys []string, skip map[string][]byte) map[string][]byte {
 	if c.far == nil {
 		return nil
 	}
 	leases := make(map[string][]byte, len(keys))
 	want := make(map[string]remote.Item, len(keys))
 	for _, k := range keys {
-		if !skip[k] {
+		if skip[k] == nil {
 			leases[k] = newLease()
 			want[k] = remote.Item{Value: leases[k], TTL: c.opts.LoadTimeout}
 		}
@@ -1040,18 +1072,15 @@ func leaseReleases(leases map[string][]byte) map[string]remote.SwapItem {
 	return swaps
 }
 
-// swapFar writes a batch's results: swaps over their leases, sets over
-// corrupt bytes.
-func (c *Cache[V]) swapFar(ctx context.Context, swaps map[string]remote.SwapItem, set map[string]remote.Item) {
+// swapFar writes a batch's results, each over its lease or the corrupt
+// bytes read, in one round trip.
+func (c *Cache[V]) swapFar(ctx context.Context, swaps map[string]remote.SwapItem) {
 	if c.far == nil {
 		return
 	}
-	// The errors name the first key that failed.
+	// The error names the first key that failed.
 	if err := c.far.SwapMany(ctx, swaps); err != nil {
 		c.farError("swapmany", "", err)
-	}
-	if err := c.far.SetMany(ctx, set); err != nil {
-		c.farError("setmany", "", err)
 	}
 }
 

@@ -2,22 +2,12 @@ package faults_test
 
 import (
 	"context"
-	"os"
 	"testing"
 
 	"github.com/tier-cache/tier"
 	"github.com/tier-cache/tier/internal/redistest"
 )
 
-// knownBug skips a test that shows a bug not yet fixed in the library,
-// unless TIER_KNOWN_BUGS=1, where it runs and fails until the bug is
-// fixed. Remove the call when it passes.
-func knownBug(t *testing.T, bug string) {
-	t.Helper()
-	if os.Getenv("TIER_KNOWN_BUGS") != "1" {
-		t.Skipf("KNOWN BUG, fails until fixed (run with TIER_KNOWN_BUGS=1): %s", bug)
-	}
-}
 
 // holdLoader returns a loader that signals entered, waits for release and
 // returns value.
@@ -39,8 +29,7 @@ func holdLoader(value string) (tier.Loader[string], chan struct{}, chan struct{}
 // made by another replica while that load ran is overwritten by the older
 // value the load read, and every replica then reads the older value from
 // Redis until FarTTL. GetMany's corrupt path (SetMany) has the same gap.
-func TestKnownBugCorruptReloadOverwritesNewerSet(t *testing.T) {
-	knownBug(t, "a reload over corrupt bytes overwrites a newer Set in Redis")
+func TestCorruptReloadDoesNotOverwriteNewerSet(t *testing.T) {
 	srv := redistest.Start(t)
 	opts := tier.Options{Namespace: "bug"}
 	a := newCache(t, srv.Client(t), opts)
@@ -67,8 +56,7 @@ func TestKnownBugCorruptReloadOverwritesNewerSet(t *testing.T) {
 // started. The staleness is bounded by the load's duration (up to
 // LoadTimeout), not by one pub/sub delivery; the README's guarantee speaks
 // of near copies only.
-func TestKnownGapJoinedLoadPredatesWrite(t *testing.T) {
-	knownBug(t, "a Get that joins a load started before a completed write returns the older value")
+func TestGetDoesNotJoinLoadThatPredatesWrite(t *testing.T) {
 	srv := redistest.Start(t)
 	opts := tier.Options{Namespace: "join"}
 	a := newCache(t, srv.Client(t), opts)
