@@ -8,7 +8,6 @@ import (
 	"github.com/tier-cache/tier/internal/redistest"
 )
 
-
 // holdLoader returns a loader that signals entered, waits for release and
 // returns value.
 func holdLoader(value string) (tier.Loader[string], chan struct{}, chan struct{}) {
