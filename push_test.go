@@ -67,7 +67,7 @@ func TestLateOwnPushDoesNotResurrectADeletedKey(t *testing.T) {
 	if err := a.Set(ctx, "k", "v0"); err != nil {
 		t.Fatal(err)
 	}
-	<-applied // v0's message applied; the subscription is now held
+	<-applied                                     // v0's message applied; the subscription is now held
 	if err := a.Set(ctx, "k", "v1"); err != nil { // its message waits
 		t.Fatal(err)
 	}
