@@ -243,32 +243,52 @@ func (c *Cache[V]) expectPush(key string, data []byte, value V) {
 	c.pushMu.Unlock()
 }
 
-// takePush removes the push expected for key and returns it, if its bytes
-// are data.
-func (c *Cache[V]) takePush(key string, data []byte) (pushed[V], bool) {
+// storeOwnPush stores the value of this replica's latest Set of key, if
+// data is the bytes that Set pushed, and reports whether it did. It runs
+// under pushMu, as do the drops that forget pushes, so that a drop cannot
+// fall between recognising the push and storing its value.
+func (c *Cache[V]) storeOwnPush(key string, data []byte) bool {
 	c.pushMu.Lock()
 	defer c.pushMu.Unlock()
 	p, ok := c.pushes[key]
 	if !ok || !bytes.Equal(p.data, data) {
-		return p, false
+		return false
 	}
 	delete(c.pushes, key)
-	return p, true
+	ttl, ok := c.nearTTLFrom(false, data)
+	if !ok || !c.nearOK.Load() {
+		return false
+	}
+	c.near.SetWith(key, nearEntry[V]{value: p.value}, ttl, int64(len(data)))
+	return true
 }
 
-// forgetPushes drops the pushes expected for keys.
-func (c *Cache[V]) forgetPushes(keys []string) {
+// forgetPush drops the push expected for key if its bytes are data.
+func (c *Cache[V]) forgetPush(key string, data []byte) {
 	c.pushMu.Lock()
-	for _, k := range keys {
-		delete(c.pushes, k)
+	if p, ok := c.pushes[key]; ok && bytes.Equal(p.data, data) {
+		delete(c.pushes, key)
 	}
 	c.pushMu.Unlock()
 }
 
-// forgetAllPushes drops every push expected.
-func (c *Cache[V]) forgetAllPushes() {
+// dropPushed removes keys from the near tier and forgets their pushes, as
+// one step with respect to storeOwnPush.
+func (c *Cache[V]) dropPushed(keys []string) {
+	c.pushMu.Lock()
+	for _, k := range keys {
+		delete(c.pushes, k)
+		c.near.Delete(k)
+	}
+	c.pushMu.Unlock()
+}
+
+// purgePushed empties the near tier and forgets every push, as one step
+// with respect to storeOwnPush.
+func (c *Cache[V]) purgePushed() {
 	c.pushMu.Lock()
 	clear(c.pushes)
+	c.near.Purge()
 	c.pushMu.Unlock()
 }
 
@@ -282,13 +302,8 @@ func (c *Cache[V]) forgetAllPushes() {
 // store (which it then refuses). A Delete or Invalidate of the key by this
 // replica forgets that Set, so a late message cannot bring its value back.
 func (c *Cache[V]) applyPushed(key string, data []byte, own bool) {
-	if own {
-		if p, ok := c.takePush(key, data); ok && c.nearOK.Load() {
-			if ttl, ok := c.nearTTLFrom(false, data); ok {
-				c.near.SetWith(key, nearEntry[V]{value: p.value}, ttl, int64(len(data)))
-				return
-			}
-		}
+	if own && c.storeOwnPush(key, data) {
+		return
 	}
 	// Decode only for a key held near; Delete has Replace's effect on an
 	// absent key.
@@ -311,7 +326,7 @@ func (c *Cache[V]) applyPushed(key string, data []byte, own bool) {
 
 func (h busHandler[V]) InvalidateAll() {
 	h.c.stats.invalidations.Add(1)
-	h.c.near.Purge()
+	h.c.purgePushed()
 	h.c.detachAll()
 	h.event("all")
 }
@@ -326,8 +341,7 @@ func (h busHandler[V]) event(e string) {
 // passes the check before the flag flips has a guard older than the Purge.
 func (h busHandler[V]) Disconnected() {
 	h.c.nearOK.Store(false)
-	h.c.near.Purge()
-	h.c.forgetAllPushes()
+	h.c.purgePushed()
 	h.c.detachAll()
 	h.event("down")
 }
@@ -795,7 +809,7 @@ func (c *Cache[V]) Set(ctx context.Context, key string, value V) error {
 				c.expectPush(key, data, value)
 			}
 			if farErr = c.far.SetNotify(ctx, key, data, farTTL, n); farErr != nil && push {
-				c.takePush(key, data)
+				c.forgetPush(key, data)
 			}
 		}
 	}
@@ -890,8 +904,7 @@ func (c *Cache[V]) InvalidateAll(ctx context.Context) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
-	c.forgetAllPushes()
-	c.near.Purge()
+	c.purgePushed()
 	c.detachAll()
 	if c.bus == nil {
 		return nil
@@ -918,10 +931,7 @@ func (c *Cache[V]) publish(ctx context.Context, op string, keys ...string) error
 // of each reads Redis. Loads of these keys under way do not store what they
 // read in the near tier, and Gets from now on do not wait for them.
 func (c *Cache[V]) DropNear(keys ...string) {
-	c.forgetPushes(keys)
-	for _, k := range keys {
-		c.near.Delete(k)
-	}
+	c.dropPushed(keys)
 	c.detach(keys...)
 }
 
