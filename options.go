@@ -71,6 +71,17 @@ type Options struct {
 	// wait for it. Default: 30s.
 	LoadTimeout time.Duration
 
+	// WaitForLoads turns on single flight across replicas: a miss that
+	// finds in Redis the lease of another replica's load of the key waits
+	// up to this long for that load's value, reading Redis with a backoff
+	// from 1ms to 32ms, instead of loading itself; if the lease is given
+	// back, expires or outlasts the wait, it loads. With many replicas
+	// missing one cold key at once, the source sees one load instead of
+	// one per replica. Default: 0, off: each replica loads for itself
+	// (within a replica, loads of a key are always single-flight). At most
+	// LoadTimeout, which is how long a lease lives.
+	WaitForLoads time.Duration
+
 	// DisableInvalidation turns off cross-replica invalidation. By default,
 	// with Redis set, Set, Delete and Invalidate publish the keys they
 	// change on the channel "<Namespace>:invalidate", and every replica
@@ -140,6 +151,7 @@ func (o Options) withDefaults() (Options, error) {
 		{"FarTimeout", &o.FarTimeout, defaultFarTimeout},
 		{"LoadTimeout", &o.LoadTimeout, defaultLoadTimeout},
 		{"HealthInterval", &o.HealthInterval, defaultHealthInterval},
+		{"WaitForLoads", &o.WaitForLoads, 0},
 	} {
 		switch {
 		case *d.v < 0:
@@ -162,6 +174,8 @@ func (o Options) withDefaults() (Options, error) {
 		return o, bad("CompressAbove", "must be >= 0, got %d", o.CompressAbove)
 	case o.MaxValueBytes < 0:
 		return o, bad("MaxValueBytes", "must be >= 0, got %d", o.MaxValueBytes)
+	case o.WaitForLoads > o.LoadTimeout:
+		return o, bad("WaitForLoads", "must be at most LoadTimeout (%v), got %v", o.LoadTimeout, o.WaitForLoads)
 	case o.PushMaxBytes < 0:
 		return o, bad("PushMaxBytes", "must be >= 0, got %d", o.PushMaxBytes)
 	}

@@ -143,7 +143,7 @@ type Cache[V any] struct {
 }
 
 type counters struct {
-	farHits, misses, loads, loadErrors, farErrors, corrupt, notCached, invalidations, updates atomic.Uint64
+	farHits, misses, loads, loadErrors, farErrors, corrupt, notCached, invalidations, updates, loadWaits atomic.Uint64
 }
 
 // New returns a cache configured by opts, or an error matching
@@ -507,6 +507,9 @@ func (c *Cache[V]) run(parent context.Context, key string, f *flight[V], loader 
 	if lookAgain {
 		r, state, err = c.lookup(ctx, key, guard)
 	}
+	if state.leased && c.opts.WaitForLoads > 0 {
+		r, state, err = c.awaitLoad(ctx, key, guard)
+	}
 	if !state.hit {
 		r, err = c.loadThrough(ctx, key, loader, guard, state)
 	}
@@ -523,6 +526,8 @@ type found struct {
 	hit     bool   // an answer
 	farDown bool   // Redis failed: load without a lease, store nothing there
 	corrupt []byte // bytes that do not decode: load and write over them
+	leased  bool   // another load's lease: its value may come (WaitForLoads)
+	waited  bool   // waited for another load already, in vain
 }
 
 // lookup reads key from the near tier and then from Redis, and reports
@@ -554,8 +559,14 @@ func (c *Cache[V]) lookup(ctx context.Context, key string, guard local.FillGuard
 	if !ok {
 		return Result[V]{}, found{}, nil
 	}
+	return c.farHit(key, data, guard)
+}
+
+// farHit turns bytes read from Redis under key into a lookup's answer,
+// filling the near tier under guard.
+func (c *Cache[V]) farHit(key string, data []byte, guard local.FillGuard) (Result[V], found, error) {
 	if isLease(data) { // another load is under way
-		return Result[V]{}, found{}, nil
+		return Result[V]{}, found{leased: true}, nil
 	}
 	v, absent, ok := c.decode(key, data)
 	if !ok {
@@ -564,9 +575,47 @@ func (c *Cache[V]) lookup(ctx context.Context, key string, guard local.FillGuard
 	c.stats.farHits.Add(1)
 	c.fillFromFar(guard, key, nearEntry[V]{value: v, absent: absent}, data)
 	if absent {
-		return Result[V]{Source: SourceFar}, hit, ErrNotFound
+		return Result[V]{Source: SourceFar}, found{hit: true}, ErrNotFound
 	}
-	return Result[V]{Value: v, Source: SourceFar}, hit, nil
+	return Result[V]{Value: v, Source: SourceFar}, found{hit: true}, nil
+}
+
+// awaitLoad waits, up to Options.WaitForLoads, for the load of another
+// replica that holds key's lease to store its value, reading Redis with a
+// backoff from 1ms to 32ms. It returns that value as a far hit, or, when
+// the lease is gone without a value or the wait ends, what this load
+// should do instead.
+func (c *Cache[V]) awaitLoad(ctx context.Context, key string, guard local.FillGuard) (Result[V], found, error) {
+	c.stats.loadWaits.Add(1)
+	deadline := time.NewTimer(c.opts.WaitForLoads)
+	defer deadline.Stop()
+	pause := time.Millisecond
+	for {
+		t := time.NewTimer(pause)
+		select {
+		case <-t.C:
+		case <-deadline.C:
+			t.Stop()
+			return Result[V]{}, found{waited: true}, nil
+		case <-ctx.Done():
+			t.Stop()
+			return Result[V]{}, found{waited: true}, nil
+		}
+		pause = min(2*pause, 32*time.Millisecond)
+		data, ok, err := c.far.GetValue(ctx, key)
+		switch {
+		case err != nil:
+			c.farError("get", key, err)
+			return Result[V]{}, found{farDown: true, waited: true}, nil
+		case !ok: // the lease was given back or expired: load here
+			return Result[V]{}, found{waited: true}, nil
+		}
+		r, st, err := c.farHit(key, data, guard)
+		if !st.leased {
+			st.waited = true
+			return r, st, err
+		}
+	}
 }
 
 // fillFromFar stores in the near tier, under guard, an entry decoded from
@@ -614,14 +663,28 @@ func (c *Cache[V]) now() time.Time {
 // that read the source before a concurrent Set or Delete cannot write an
 // older value over it.
 func (c *Cache[V]) loadThrough(ctx context.Context, key string, loader Loader[V], guard local.FillGuard, state found) (Result[V], error) {
-	c.stats.misses.Add(1)
 	var fill farFill
 	switch {
 	case state.corrupt != nil:
 		fill.lease = state.corrupt
 	case !state.farDown:
-		fill.lease = c.takeLease(ctx, key)
+		var busy bool
+		fill.lease, busy = c.takeLease(ctx, key)
+		if busy && !state.waited && c.opts.WaitForLoads > 0 {
+			// Another replica's load took the lease between this
+			// replica's read and its own lease: wait for it too.
+			r, st, err := c.awaitLoad(ctx, key, guard)
+			if st.hit {
+				return r, err
+			}
+			if st.corrupt != nil {
+				fill.lease = st.corrupt
+			} else if !st.farDown {
+				fill.lease, _ = c.takeLease(ctx, key)
+			}
+		}
 	}
+	c.stats.misses.Add(1)
 	v, err := c.load(ctx, key, loader)
 	if errors.Is(err, ErrNotFound) {
 		ttl := c.jitter(c.opts.NotFoundTTL)
@@ -671,20 +734,21 @@ func newLease() []byte {
 // Set replaces the lease and a Delete removes it, so a load that read the
 // source before either cannot write the older value over what they did.
 // The lease expires after LoadTimeout if its load never returns.
-func (c *Cache[V]) takeLease(ctx context.Context, key string) []byte {
+// It reports busy when the key held something already.
+func (c *Cache[V]) takeLease(ctx context.Context, key string) (lease []byte, busy bool) {
 	if c.far == nil {
-		return nil
+		return nil, false
 	}
-	lease := newLease()
+	lease = newLease()
 	ok, err := c.far.Add(ctx, key, lease, c.opts.LoadTimeout)
 	if err != nil {
 		c.farError("lease", key, err)
-		return nil
+		return nil, false
 	}
 	if !ok { // a value, or another load's lease: this load writes nothing
-		return nil
+		return nil, true
 	}
-	return lease
+	return lease, false
 }
 
 // writeFar stores data under key in place of fill.lease, if that is still
@@ -1112,6 +1176,7 @@ type Stats struct {
 	FarHits    uint64 // near misses answered by Redis
 	Misses     uint64 // keys found in neither tier
 	Loads      uint64 // loader calls (GetMany's batch loader counts once a batch)
+	LoadWaits  uint64 // waits for another replica's load (Options.WaitForLoads)
 	LoadErrors uint64 // loads that failed (not counting ErrNotFound)
 	FarErrors  uint64 // Redis operations that failed
 	Corrupt    uint64 // values in Redis that did not decode, reloaded and overwritten
@@ -1133,6 +1198,7 @@ func (c *Cache[V]) Stats() Stats {
 		FarHits:    c.stats.farHits.Load(),
 		Misses:     c.stats.misses.Load(),
 		Loads:      c.stats.loads.Load(),
+		LoadWaits:  c.stats.loadWaits.Load(),
 		LoadErrors: c.stats.loadErrors.Load(),
 		FarErrors:  c.stats.farErrors.Load(),
 		Corrupt:    c.stats.corrupt.Load(),
