@@ -61,7 +61,9 @@ type Options struct {
 
 	// MaxValueBytes is the largest encoded value the cache stores. A loaded
 	// value over it is returned but not cached; Set returns
-	// [ErrValueTooLarge]. Default: 8 MiB.
+	// [ErrValueTooLarge]. A near-only cache without NearMaxBytes never
+	// encodes its values (it stores them as they are), so the bound does
+	// not apply there. Default: 8 MiB.
 	MaxValueBytes int
 
 	// FarTimeout bounds each Redis operation. Default: 100ms.

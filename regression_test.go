@@ -230,7 +230,8 @@ func (panicOnEncode) EncodeMsgpack(*msgpack.Encoder) error { panic("encode boom"
 // A value whose encoding panics is returned uncached, not a crash of the
 // flight goroutine.
 func TestEncodePanicIsNotACrash(t *testing.T) {
-	c := newCache[panicOnEncode](t, Options{})
+	// NearMaxBytes makes even a near-only cache encode, to weigh values.
+	c := newCache[panicOnEncode](t, Options{NearMaxBytes: 1 << 20})
 	v, err := c.Get(context.Background(), "k", LoaderFunc[panicOnEncode](func(context.Context, string) (panicOnEncode, error) {
 		return panicOnEncode{1}, nil
 	}))
@@ -242,6 +243,22 @@ func TestEncodePanicIsNotACrash(t *testing.T) {
 	}
 	if err := c.Set(context.Background(), "k", panicOnEncode{2}); err == nil {
 		t.Fatal("Set of an unencodable value succeeded")
+	}
+}
+
+// A near-only cache without NearMaxBytes stores values as they are: it
+// never encodes them, so a Set costs no codec work.
+func TestNearOnlyCacheDoesNotEncode(t *testing.T) {
+	c := newCache[panicOnEncode](t, Options{})
+	ctx := context.Background()
+	if err := c.Set(ctx, "k", panicOnEncode{2}); err != nil {
+		t.Fatalf("Set = %v; a near-only cache encoded the value", err)
+	}
+	if r, err := c.Fetch(ctx, "k", LoaderFunc[panicOnEncode](func(context.Context, string) (panicOnEncode, error) {
+		t.Fatal("loaded a key just Set")
+		return panicOnEncode{}, nil
+	})); err != nil || r.Value.X != 2 || r.Source != SourceNear {
+		t.Fatalf("Fetch = %+v, %v; want the Set value from the near tier", r, err)
 	}
 }
 

@@ -699,10 +699,13 @@ func (c *Cache[V]) loadThrough(ctx context.Context, key string, loader Loader[V]
 		return Result[V]{Source: SourceLoad}, fmt.Errorf("tier: load %q: %w", key, err)
 	}
 	farTTL := c.jitter(c.opts.FarTTL)
-	data, ok := c.encodeForStore(key, v, c.now().Add(farTTL))
-	if !ok {
-		c.writeFar(ctx, key, nil, 0, fill)
-		return Result[V]{Value: v, Source: SourceLoad}, nil
+	var data []byte
+	if c.needsBytes() {
+		var ok bool
+		if data, ok = c.encodeForStore(key, v, c.now().Add(farTTL)); !ok {
+			c.writeFar(ctx, key, nil, 0, fill)
+			return Result[V]{Value: v, Source: SourceLoad}, nil
+		}
 	}
 	c.writeFar(ctx, key, data, farTTL, fill)
 	c.fillNear(guard, key, nearEntry[V]{value: v}, c.nearTTLFor(farTTL), int64(len(data)))
@@ -800,6 +803,13 @@ func (c *Cache[V]) decode(key string, data []byte) (v V, absent, ok bool) {
 	return v, false, true
 }
 
+// needsBytes reports whether stored values must be encoded: for Redis, or
+// to weigh near entries against NearMaxBytes. A near-only cache without
+// that bound stores values as they are, and MaxValueBytes does not apply.
+func (c *Cache[V]) needsBytes() bool {
+	return c.far != nil || c.opts.NearMaxBytes > 0
+}
+
 // encode returns the bytes stored in Redis for v, which expires then.
 func (c *Cache[V]) encode(key string, v V, expires time.Time) ([]byte, error) {
 	data, err := c.format.EncodeExpiring(v, expires)
@@ -847,9 +857,12 @@ func (c *Cache[V]) Set(ctx context.Context, key string, value V) error {
 		return ErrClosed
 	}
 	farTTL := c.jitter(c.opts.FarTTL)
-	data, err := c.encode(key, value, c.now().Add(farTTL))
-	if err != nil {
-		return err
+	var data []byte
+	if c.needsBytes() {
+		var err error
+		if data, err = c.encode(key, value, c.now().Add(farTTL)); err != nil {
+			return err
+		}
 	}
 	// Drop the near copy first, so that loads under way cannot store an
 	// older value over this one; take a guard; write Redis; then store the
@@ -861,8 +874,8 @@ func (c *Cache[V]) Set(ctx context.Context, key string, value V) error {
 	guard := c.near.StartFill()
 	var farErr error
 	if c.far != nil {
-		// The write and its message go in one round trip (one MULTI/EXEC
-		// on a single server), so no failure between them leaves other
+		// The write and its message go in one round trip (one script on
+		// a single server), so no failure between them leaves other
 		// replicas holding the old value.
 		if c.bus == nil {
 			farErr = c.far.Set(ctx, key, data, farTTL)
@@ -1089,12 +1102,15 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 		if found {
 			out[k] = v
 			farTTL = c.jitter(c.opts.FarTTL)
-			var ok bool
-			if data, ok = c.encodeForStore(k, v, c.now().Add(farTTL)); !ok {
-				if l := leases[k]; l != nil {
-					swaps[k] = remote.SwapItem{Old: l} // give it back
+			data = nil
+			if c.needsBytes() {
+				var ok bool
+				if data, ok = c.encodeForStore(k, v, c.now().Add(farTTL)); !ok {
+					if l := leases[k]; l != nil {
+						swaps[k] = remote.SwapItem{Old: l} // give it back
+					}
+					continue
 				}
-				continue
 			}
 			nearTTL = c.nearTTLFor(farTTL)
 		}
