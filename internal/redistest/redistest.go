@@ -59,7 +59,8 @@ type Server struct {
 	dir     string // working directory of the server (a test temp dir)
 	logPath string // file that collects the server's stdout and stderr
 	port    int
-	cluster bool      // cluster mode, one node serving every slot
+	cluster bool      // cluster mode, one node serving every slot unless member
+	member  bool      // cluster mode, one node of several (LaunchCluster)
 	busPort int       // cluster bus port, when cluster
 	tls     *tlsFiles // TLS only, when set (StartTLS)
 
@@ -105,15 +106,26 @@ func StartTLS(tb testing.TB) *Server {
 	return launch(tb, false, true)
 }
 
-// launch starts a server, standalone or as a one-node cluster.
-func launch(tb testing.TB, cluster, withTLS bool) *Server {
+// RequireServer skips the test when redis-server is not on PATH, or fails
+// it under CI (CI=true), as [Start] does. Tests that share a server started
+// outside any test (in TestMain, say, with [LaunchCluster]) call it first.
+func RequireServer(tb testing.TB) {
 	tb.Helper()
-	bin, err := exec.LookPath(binary)
-	if err != nil {
+	if _, err := exec.LookPath(binary); err != nil {
 		if os.Getenv("CI") == "true" {
 			tb.Fatal(missingMessage)
 		}
 		tb.Skip(missingMessage)
+	}
+}
+
+// launch starts a server, standalone or as a one-node cluster.
+func launch(tb testing.TB, cluster, withTLS bool) *Server {
+	tb.Helper()
+	RequireServer(tb)
+	bin, err := exec.LookPath(binary)
+	if err != nil {
+		tb.Fatal(err)
 	}
 	dir := tb.TempDir()
 	s := &Server{
@@ -136,17 +148,26 @@ func launch(tb testing.TB, cluster, withTLS bool) *Server {
 		}
 	})
 
+	if err := s.startOnFreePort(); err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// startOnFreePort starts the server on a free port, trying another one
+// when a port is taken between the probe and the server's bind.
+func (s *Server) startOnFreePort() error {
 	for attempt := 1; ; attempt++ {
 		port, err := freePort()
 		if err != nil {
-			tb.Fatalf("redistest: find a free port: %v", err)
+			return fmt.Errorf("redistest: find a free port: %w", err)
 		}
 		err = s.start(port)
 		if err == nil {
-			return s
+			return nil
 		}
 		if !errors.Is(err, errAddrInUse) || attempt == startAttempts {
-			tb.Fatalf("redistest: start %s (attempt %d): %v\nlog:\n%s", binary, attempt, err, s.log())
+			return fmt.Errorf("redistest: start %s (attempt %d): %w\nlog:\n%s", binary, attempt, err, s.log())
 		}
 	}
 }
@@ -375,7 +396,7 @@ func (s *Server) start(port int) error {
 	}()
 
 	err = waitReady(p, port, s.TLSConfig())
-	if err == nil && s.cluster {
+	if err == nil && s.cluster && !s.member {
 		err = claimSlots(port)
 	}
 	if err != nil {

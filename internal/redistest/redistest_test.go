@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -211,5 +212,70 @@ func TestStartTLS(t *testing.T) {
 	s.Restart(t)
 	if err := c.Ping(ctx).Err(); err != nil {
 		t.Fatalf("PING over TLS after restart: %v", err)
+	}
+}
+
+// A cluster of three masters: every node agrees the cluster is healthy and
+// knows three masters, the slots are spread over them, and a key in each
+// node's slots is written through a cluster client and found on that node
+// alone (the others redirect with MOVED).
+func TestStartClusterOf(t *testing.T) {
+	c := redistest.StartClusterOf(t, 3)
+	ctx := ctxT(t)
+	nodes := c.Nodes()
+	if len(nodes) != 3 {
+		t.Fatalf("%d nodes, want 3", len(nodes))
+	}
+	next := 0
+	for i, n := range nodes {
+		first, last := c.Slots(i)
+		if first != next || last < first {
+			t.Errorf("node %d owns slots %d-%d, want a range starting at %d", i, first, last, next)
+		}
+		next = last + 1
+		direct := n.Client(t)
+		info, err := direct.ClusterInfo(ctx).Result()
+		if err != nil || !strings.Contains(info, "cluster_state:ok") || !strings.Contains(info, "cluster_size:3\r\n") {
+			t.Errorf("node %d: CLUSTER INFO = %q, %v; want state ok and 3 masters", i, info, err)
+		}
+		shards, err := direct.ClusterShards(ctx).Result()
+		if err != nil || len(shards) != 3 {
+			t.Errorf("node %d: CLUSTER SHARDS = %d shards, %v; want 3", i, len(shards), err)
+		}
+	}
+	if next != 16384 {
+		t.Errorf("the slots end at %d, want 16384", next)
+	}
+
+	cc := c.ClusterClient(t)
+	direct0 := nodes[0].Client(t)
+	for i := range nodes {
+		first, last := c.Slots(i)
+		var key string
+		for k := 0; key == ""; k++ {
+			cand := "key" + strconv.Itoa(k)
+			slot, err := direct0.ClusterKeySlot(ctx, cand).Result()
+			if err != nil {
+				t.Fatalf("CLUSTER KEYSLOT %s: %v", cand, err)
+			}
+			if int(slot) >= first && int(slot) <= last {
+				key = cand
+				if c.Owner(int(slot)) != i {
+					t.Errorf("Owner(%d) = %d, want %d", slot, c.Owner(int(slot)), i)
+				}
+			}
+		}
+		if err := cc.Set(ctx, key, "v"+strconv.Itoa(i), 0).Err(); err != nil {
+			t.Fatalf("cluster SET %s: %v", key, err)
+		}
+		for j, n := range nodes {
+			got, err := n.Client(t).Get(ctx, key).Result()
+			switch {
+			case j == i && (err != nil || got != "v"+strconv.Itoa(i)):
+				t.Errorf("GET %s on its owner, node %d = %q, %v; want %q", key, j, got, err, "v"+strconv.Itoa(i))
+			case j != i && (err == nil || !strings.HasPrefix(err.Error(), "MOVED")):
+				t.Errorf("GET %s on node %d, which does not own it = %q, %v; want MOVED", key, j, got, err)
+			}
+		}
 	}
 }
