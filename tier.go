@@ -123,6 +123,9 @@ type Cache[V any] struct {
 
 	mu      sync.Mutex
 	flights map[string]*flight[V]
+	// inFlight is len(flights), readable without mu: a change of a key
+	// detaches its flight, and with none in flight that costs no lock.
+	inFlight atomic.Int64
 
 	// pushes holds this replica's Sets whose values are on their way back
 	// in its own update messages (see applyPushed).
@@ -434,6 +437,7 @@ func (c *Cache[V]) fetchSlow(ctx context.Context, key string, loader Loader[V]) 
 	}
 	f := &flight[V]{done: make(chan struct{})}
 	c.flights[key] = f
+	c.inFlight.Store(int64(len(c.flights)))
 	c.wg.Add(1)
 	c.mu.Unlock()
 
@@ -469,6 +473,7 @@ func (c *Cache[V]) finish(key string, f *flight[V], r Result[V], err error) {
 	c.mu.Lock()
 	if c.flights[key] == f { // not detached and replaced
 		delete(c.flights, key)
+		c.inFlight.Store(int64(len(c.flights)))
 	}
 	c.mu.Unlock()
 	close(f.done)
@@ -480,11 +485,18 @@ func (c *Cache[V]) finish(key string, f *flight[V], r Result[V], err error) {
 // change of its key may have read the value the change replaced. Its
 // current waiters still get its result, and its near fill is refused, as
 // every change also stamps the key in the near tier.
+//
+// A flight added after the check of inFlight began after the change, so
+// it need not be detached.
 func (c *Cache[V]) detach(keys ...string) {
+	if c.inFlight.Load() == 0 {
+		return
+	}
 	c.mu.Lock()
 	for _, k := range keys {
 		delete(c.flights, k)
 	}
+	c.inFlight.Store(int64(len(c.flights)))
 	c.mu.Unlock()
 }
 
@@ -492,6 +504,7 @@ func (c *Cache[V]) detach(keys ...string) {
 func (c *Cache[V]) detachAll() {
 	c.mu.Lock()
 	clear(c.flights)
+	c.inFlight.Store(0)
 	c.mu.Unlock()
 }
 
