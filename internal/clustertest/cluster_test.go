@@ -19,7 +19,7 @@ import (
 func TestGetSetDeleteAcrossSlots(t *testing.T) {
 	cl := cluster(t)
 	ctx := ctxT(t)
-	const ns = "gsd"
+	ns := namespace("gsd")
 	a := newCache(t, cl.ClusterClient(t), ns, tier.Options{})
 	b := newCache(t, cl.ClusterClient(t), ns, tier.Options{})
 	waitNear(t, a, "warm-a")
@@ -99,7 +99,7 @@ func TestGetSetDeleteAcrossSlots(t *testing.T) {
 func TestGetManyOneRoundPerNode(t *testing.T) {
 	cl := cluster(t)
 	ctx := ctxT(t)
-	const ns = "many"
+	ns := namespace("many")
 	writer := newCache(t, cl.ClusterClient(t), ns, tier.Options{})
 	client := redis.NewClusterClient(cl.ClusterOptions())
 	t.Cleanup(func() { client.Close() })
@@ -189,7 +189,7 @@ func TestGetManyOneRoundPerNode(t *testing.T) {
 func TestHashTaggedGroup(t *testing.T) {
 	cl := cluster(t)
 	ctx := ctxT(t)
-	const ns = "tag"
+	ns := namespace("tag")
 	client := redis.NewClusterClient(cl.ClusterOptions())
 	t.Cleanup(func() { client.Close() })
 	counter := newNodeCounter(client)
@@ -270,7 +270,7 @@ func TestHashTaggedGroup(t *testing.T) {
 func TestInvalidationReachesEveryReplica(t *testing.T) {
 	cl := cluster(t)
 	ctx := ctxT(t)
-	const ns = "inv"
+	ns := namespace("inv")
 	writerClient := redis.NewClusterClient(cl.ClusterOptions())
 	t.Cleanup(func() { writerClient.Close() })
 	counter := newNodeCounter(writerClient)

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,6 +56,16 @@ func cluster(t *testing.T) *redistest.Cluster {
 		t.Fatal(sharedErr)
 	}
 	return shared
+}
+
+// namespaces numbers the namespaces handed out by namespace.
+var namespaces atomic.Int64
+
+// namespace returns a namespace starting with base that no earlier test of
+// this process used: the cluster outlives a test, so with -count=2 a
+// second run would otherwise find the first run's entries in Redis.
+func namespace(base string) string {
+	return base + strconv.FormatInt(namespaces.Add(1), 10)
 }
 
 // ctxT returns a context for a whole test.

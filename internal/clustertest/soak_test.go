@@ -39,11 +39,12 @@ func (r *replica) Invalidate(ctx context.Context, key string) error { return r.c
 // locally, 5s under CI=true, TIER_SOAK=5m for more.
 func TestSoakOnCluster(t *testing.T) {
 	cl := cluster(t)
+	ns := namespace("soak")
 	src := soak.NewSource()
 	var reps []soak.Replica
 	var caches []*tier.Cache[uint64]
 	for range 3 {
-		c, err := tier.New[uint64](tier.Options{Redis: cl.ClusterClient(t), Namespace: "soak"})
+		c, err := tier.New[uint64](tier.Options{Redis: cl.ClusterClient(t), Namespace: ns})
 		if err != nil {
 			t.Fatal(err)
 		}
