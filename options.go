@@ -103,6 +103,12 @@ type Options struct {
 	// DisablePush makes Set announce every value by a bare invalidation.
 	DisablePush bool
 
+	// ShardedPubSub sends invalidations with sharded pub/sub (SPUBLISH and
+	// SSUBSCRIBE, Redis 7 and later): on a Redis Cluster each message goes
+	// only to the shard that owns the channel's slot, rather than to every
+	// node. The ACL then needs +spublish +ssubscribe. Default: false.
+	ShardedPubSub bool
+
 	// HealthInterval is how long the invalidation subscription may be
 	// silent before it is checked with a PING; a subscription that does not
 	// answer within another HealthInterval is declared lost. Default: 1s.

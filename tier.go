@@ -186,6 +186,7 @@ func New[V any](opts Options) (*Cache[V], error) {
 			HealthInterval: o.HealthInterval,
 			Timeout:        o.FarTimeout,
 			Logger:         o.Logger,
+			Sharded:        o.ShardedPubSub,
 		})
 		if err != nil {
 			c.near.Close()
@@ -923,7 +924,7 @@ func (c *Cache[V]) setNotice(key string, data []byte) (remote.Notice, bool, erro
 	if len(data) <= c.opts.PushMaxBytes && c.far.NotifyInOrder() {
 		frames, err := c.bus.UpdateFrames([]string{key}, [][]byte{data})
 		if err == nil {
-			return remote.Notice{Channel: c.bus.Channel(), Payloads: frames}, true, nil
+			return remote.Notice{Channel: c.bus.Channel(), Payloads: frames, Sharded: c.opts.ShardedPubSub}, true, nil
 		}
 		// Too large for a message after all: a bare invalidation.
 	}
@@ -938,7 +939,7 @@ func (c *Cache[V]) notice(keys ...string) (remote.Notice, error) {
 	if err != nil {
 		return remote.Notice{}, err
 	}
-	return remote.Notice{Channel: c.bus.Channel(), Payloads: frames}, nil
+	return remote.Notice{Channel: c.bus.Channel(), Payloads: frames, Sharded: c.opts.ShardedPubSub}, nil
 }
 
 // Delete removes keys from both tiers and tells the other replicas to drop

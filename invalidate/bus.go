@@ -77,6 +77,14 @@ type Options struct {
 	// Logger receives subscription losses and malformed messages.
 	// Default: none.
 	Logger *slog.Logger
+
+	// Sharded uses sharded pub/sub (SSUBSCRIBE and SPUBLISH, Redis 7 and
+	// later) on Channel. On a cluster a classic PUBLISH is sent to every
+	// node, which costs more as the cluster grows; a sharded message goes
+	// only to the shard that owns the channel's slot, where every
+	// subscriber of the channel is connected. Re-subscription and gap
+	// detection work as for classic pub/sub. Default: false.
+	Sharded bool
 }
 
 // Stats counts what a Bus has done.
@@ -274,11 +282,19 @@ func (b *Bus) publish(ctx context.Context, frames [][]byte) error {
 	defer cancel()
 	var err error
 	if len(frames) == 1 {
-		err = b.client.Publish(ctx, b.opts.Channel, frames[0]).Err()
+		if b.opts.Sharded {
+			err = b.client.SPublish(ctx, b.opts.Channel, frames[0]).Err()
+		} else {
+			err = b.client.Publish(ctx, b.opts.Channel, frames[0]).Err()
+		}
 	} else {
 		_, err = b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, f := range frames {
-				p.Publish(ctx, b.opts.Channel, f)
+				if b.opts.Sharded {
+					p.SPublish(ctx, b.opts.Channel, f)
+				} else {
+					p.Publish(ctx, b.opts.Channel, f)
+				}
 			}
 			return nil
 		})
@@ -329,7 +345,12 @@ func (b *Bus) run() {
 		// A server that accepts connections but never answers would hold
 		// SUBSCRIBE (and Close) in the handshake; bound it.
 		sctx, cancel := context.WithTimeout(b.ctx, b.opts.HealthInterval)
-		ps := b.client.Subscribe(sctx, b.opts.Channel)
+		var ps *redis.PubSub
+		if b.opts.Sharded {
+			ps = b.client.SSubscribe(sctx, b.opts.Channel)
+		} else {
+			ps = b.client.Subscribe(sctx, b.opts.Channel)
+		}
 		cancel()
 		b.mu.Lock()
 		if b.ctx.Err() != nil {
@@ -393,7 +414,7 @@ func (b *Bus) receive(ps *redis.PubSub) (confirmed bool, why error) {
 		pinged = false
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			if m.Kind == "subscribe" && m.Channel == b.opts.Channel {
+			if (m.Kind == "subscribe" || m.Kind == "ssubscribe") && m.Channel == b.opts.Channel {
 				confirmed = true
 				b.up1()
 			}

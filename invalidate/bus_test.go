@@ -387,3 +387,39 @@ func TestUpdateFramesSplitAndBound(t *testing.T) {
 		t.Fatal("2 keys and 1 value made frames")
 	}
 }
+
+// A sharded Bus (SSUBSCRIBE/SPUBLISH) carries messages, skips its own, and
+// notices a killed subscription and subscribes again, as a classic one.
+func TestShardedBus(t *testing.T) {
+	srv := redistest.Start(t)
+	client := srv.Client(t)
+	ra, rb := newRecorder(), newRecorder()
+	a := newBus(t, client, ra, Options{Namespace: "ns", Sharded: true})
+	ra.expect(t, "up")
+	newBus(t, srv.Client(t), rb, Options{Namespace: "ns", Sharded: true})
+	rb.expect(t, "up")
+	ctx := context.Background()
+	if err := a.Publish(ctx, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	rb.expect(t, `keys ["k1"]`)
+	// An operator uses SPUBLISH; a classic PUBLISH does not reach it.
+	if err := client.Publish(ctx, "ns:invalidate", "classic").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.SPublish(ctx, "ns:invalidate", "sharded").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rb.expect(t, `keys ["sharded"]`)
+	ra.expect(t, `keys ["sharded"]`)
+	if err := client.ClientKillByFilter(ctx, "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	ra.expect(t, "down", "up")
+	rb.expect(t, "down", "up")
+	if err := a.Publish(ctx, "k2"); err != nil {
+		t.Fatal(err)
+	}
+	rb.expect(t, `keys ["k2"]`)
+	ra.none(t)
+}

@@ -201,3 +201,40 @@ func TestDeleteNotifyManyKeys(t *testing.T) {
 		}
 	})
 }
+
+// With Notice.Sharded, the notice goes out by SPUBLISH, in the script on a
+// single server and after the write on a cluster.
+func TestWritesWithShardedNotice(t *testing.T) {
+	for _, cluster := range []bool{false, true} {
+		t.Run(fmt.Sprint("cluster=", cluster), func(t *testing.T) {
+			var c redis.UniversalClient
+			if cluster {
+				c = redistest.StartCluster(t).ClusterClient(t)
+			} else {
+				c = redistest.Start(t).Client(t)
+			}
+			s := mustNew(t, c, remote.Options{Timeout: 5 * time.Second})
+			ctx := testCtx(t)
+			sub := c.SSubscribe(ctx, "news")
+			defer sub.Close()
+			if _, err := sub.Receive(ctx); err != nil {
+				t.Fatal(err)
+			}
+			n := remote.Notice{Channel: "news", Payloads: [][]byte{[]byte("set")}, Sharded: true}
+			if err := s.SetNotify(ctx, "k", []byte("v"), time.Minute, n); err != nil {
+				t.Fatal(err)
+			}
+			m, err := sub.ReceiveMessage(ctx)
+			if err != nil || m.Payload != "set" {
+				t.Fatalf("received %+v, %v", m, err)
+			}
+			n.Payloads = [][]byte{[]byte("del")}
+			if err := s.DeleteNotify(ctx, []string{"k"}, n); err != nil {
+				t.Fatal(err)
+			}
+			if m, err := sub.ReceiveMessage(ctx); err != nil || m.Payload != "del" {
+				t.Fatalf("received %+v, %v", m, err)
+			}
+		})
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -423,6 +424,21 @@ func describe(keys []string) string {
 type Notice struct {
 	Channel  string
 	Payloads [][]byte // one PUBLISH each
+
+	// Sharded publishes with SPUBLISH, for subscribers of the sharded
+	// channel (SSUBSCRIBE, Redis 7 and later).
+	Sharded bool
+}
+
+// publish adds to pipe the PUBLISHes (or SPUBLISHes) of n.
+func (n Notice) publish(ctx context.Context, pipe redis.Pipeliner) {
+	for _, p := range n.Payloads {
+		if n.Sharded {
+			pipe.SPublish(ctx, n.Channel, p)
+		} else {
+			pipe.Publish(ctx, n.Channel, p)
+		}
+	}
 }
 
 // SetNotify is [Store.Set] that also publishes n. On a single server the
@@ -452,7 +468,11 @@ func (s *Store) SetNotify(ctx context.Context, key string, value []byte, ttl tim
 		for _, p := range n.Payloads {
 			args = append(args, p)
 		}
-		if err := setNotifyScript.Run(ctx, s.client, []string{s.Key(key)}, args...).Err(); err != nil {
+		script := setNotifyScript
+		if n.Sharded {
+			script = setNotifyShardedScript
+		}
+		if err := script.Run(ctx, s.client, []string{s.Key(key)}, args...).Err(); err != nil {
 			return fmt.Errorf("remote: set %q: %w", key, withContext(ctx, err))
 		}
 		return nil
@@ -467,23 +487,33 @@ func (s *Store) SetNotify(ctx context.Context, key string, value []byte, ttl tim
 
 // setNotifyScript sets KEYS[1] to ARGV[2] for ARGV[3] milliseconds and
 // publishes ARGV[4:] on the channel ARGV[1].
-var setNotifyScript = redis.NewScript(aclCheck + `
+var setNotifyScript = redis.NewScript(setNotifySource)
+
+// deleteNotifyScript unlinks KEYS and publishes ARGV[2:] on the channel
+// ARGV[1], a thousand keys per UNLINK so as not to overflow Lua's stack.
+var deleteNotifyScript = redis.NewScript(deleteNotifySource)
+
+// The same scripts with SPUBLISH, for sharded channels.
+var (
+	setNotifyShardedScript    = redis.NewScript(strings.ReplaceAll(setNotifySource, "'PUBLISH'", "'SPUBLISH'"))
+	deleteNotifyShardedScript = redis.NewScript(strings.ReplaceAll(deleteNotifySource, "'PUBLISH'", "'SPUBLISH'"))
+)
+
+const setNotifySource = aclCheck + `
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 for i = 4, #ARGV do
 	redis.call('PUBLISH', ARGV[1], ARGV[i])
 end
-return 1`)
+return 1`
 
-// deleteNotifyScript unlinks KEYS and publishes ARGV[2:] on the channel
-// ARGV[1], a thousand keys per UNLINK so as not to overflow Lua's stack.
-var deleteNotifyScript = redis.NewScript(aclCheck + `
+const deleteNotifySource = aclCheck + `
 for i = 1, #KEYS, 1000 do
 	redis.call('UNLINK', unpack(KEYS, i, math.min(i + 999, #KEYS)))
 end
 for i = 2, #ARGV do
 	redis.call('PUBLISH', ARGV[1], ARGV[i])
 end
-return 1`)
+return 1`
 
 // aclCheck starts a notify script, whose ARGV[1] is the notice's channel:
 // on Redis 7 and later, it refuses to write anything when the user may not
@@ -516,7 +546,11 @@ func (s *Store) DeleteNotify(ctx context.Context, keys []string, n Notice) error
 		for _, p := range n.Payloads {
 			args = append(args, p)
 		}
-		if err := deleteNotifyScript.Run(ctx, s.client, rks, args...).Err(); err != nil {
+		script := deleteNotifyScript
+		if n.Sharded {
+			script = deleteNotifyShardedScript
+		}
+		if err := script.Run(ctx, s.client, rks, args...).Err(); err != nil {
 			return fmt.Errorf("remote: delete %s: %w", describe(keys), withContext(ctx, err))
 		}
 		return nil
@@ -548,9 +582,7 @@ func (s *Store) execNotify(ctx context.Context, pipe redis.Pipeliner, n Notice) 
 		}
 		pipe = s.client.Pipeline()
 	}
-	for _, p := range n.Payloads {
-		pipe.Publish(ctx, n.Channel, p)
-	}
+	n.publish(ctx, pipe)
 	return execAll(ctx, pipe)
 }
 
