@@ -73,6 +73,17 @@ type Options struct {
 	// wait for it. Default: 30s.
 	LoadTimeout time.Duration
 
+	// RefreshAhead, when > 0, refreshes hot keys before they expire: a near
+	// hit on an entry within this fraction of NearTTL of its deadline
+	// starts one background refresh of the key (per process; callers never
+	// wait for it). The refresh reads Redis, and reloads from the loader
+	// when Redis's copy is itself within this fraction of FarTTL of its
+	// deadline, writing Redis only over the bytes it read (never over a
+	// newer write). Its errors are counted (Stats.RefreshErrors), never
+	// returned; the entry then expires as usual. Must be in [0, 1).
+	// Default: 0, off.
+	RefreshAhead float64
+
 	// WaitForLoads turns on single flight across replicas: a miss that
 	// finds in Redis the lease of another replica's load of the key waits
 	// up to this long for that load's value, reading Redis with a backoff
@@ -176,6 +187,8 @@ func (o Options) withDefaults() (Options, error) {
 		return o, bad("NearCapacity", "must be >= 0, got %d", o.NearCapacity)
 	case o.NearMaxBytes < 0:
 		return o, bad("NearMaxBytes", "must be >= 0, got %d", o.NearMaxBytes)
+	case o.RefreshAhead < 0 || o.RefreshAhead >= 1:
+		return o, bad("RefreshAhead", "must be in [0, 1), got %v", o.RefreshAhead)
 	case o.Jitter < 0 || o.Jitter >= 1:
 		return o, bad("Jitter", "must be in [0, 1), got %v", o.Jitter)
 	case o.CompressAbove < 0:

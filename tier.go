@@ -109,12 +109,15 @@ type nearEntry[V any] struct {
 // replica. It is safe for concurrent use. Create one with [New] and Close
 // it when done.
 type Cache[V any] struct {
-	opts   Options
-	near   *local.Cache[string, nearEntry[V]]
-	far    *remote.Store   // nil: near-only
-	bus    *invalidate.Bus // nil: no cross-replica invalidation
-	format *codec.Format
-	log    *slog.Logger
+	opts Options
+	near *local.Cache[string, nearEntry[V]]
+	// refreshBelow is the time left under which a near hit starts a
+	// refresh (Options.RefreshAhead of NearTTL); 0 when off.
+	refreshBelow time.Duration
+	far          *remote.Store   // nil: near-only
+	bus          *invalidate.Bus // nil: no cross-replica invalidation
+	format       *codec.Format
+	log          *slog.Logger
 
 	// nearOK is false while invalidations may be lost (the subscription is
 	// down or not yet confirmed): the near tier then stores nothing, so it
@@ -147,6 +150,7 @@ type Cache[V any] struct {
 
 type counters struct {
 	farHits, misses, loads, loadErrors, farErrors, corrupt, notCached, invalidations, updates, loadWaits atomic.Uint64
+	refreshes, refreshErrors                                                                             atomic.Uint64
 }
 
 // New returns a cache configured by opts, or an error matching
@@ -161,6 +165,7 @@ func New[V any](opts Options) (*Cache[V], error) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
 	c := &Cache[V]{opts: o, format: format, log: o.Logger, flights: map[string]*flight[V]{}}
+	c.refreshBelow = time.Duration(o.RefreshAhead * float64(o.NearTTL))
 	if o.Redis != nil {
 		c.far, err = remote.New(o.Redis, remote.Options{Namespace: o.Namespace, Timeout: o.FarTimeout})
 		if err != nil {
@@ -378,6 +383,9 @@ func (c *Cache[V]) fillNear(guard local.FillGuard, key string, e nearEntry[V], t
 //
 // A near hit allocates nothing and locks one shard of the near tier.
 func (c *Cache[V]) Get(ctx context.Context, key string, loader Loader[V]) (V, error) {
+	if c.opts.RefreshAhead > 0 {
+		return c.getRefreshing(ctx, key, loader)
+	}
 	var e nearEntry[V]
 	if c.near.GetInto(key, &e) && !c.closed.Load() {
 		if e.absent {
@@ -387,6 +395,79 @@ func (c *Cache[V]) Get(ctx context.Context, key string, loader Loader[V]) (V, er
 	}
 	r, err := c.fetchSlow(ctx, key, loader)
 	return r.Value, err
+}
+
+// getRefreshing is Get with Options.RefreshAhead: a hit near the end of
+// its entry's life starts a refresh.
+func (c *Cache[V]) getRefreshing(ctx context.Context, key string, loader Loader[V]) (V, error) {
+	var e nearEntry[V]
+	if left, ok := c.near.GetIntoLeft(key, &e); ok && !c.closed.Load() {
+		if left > 0 && left < c.refreshBelow {
+			c.refresh(key, loader)
+		}
+		if e.absent {
+			return e.value, ErrNotFound
+		}
+		return e.value, nil
+	}
+	r, err := c.fetchSlow(ctx, key, loader)
+	return r.Value, err
+}
+
+// refresh starts a background refresh of key, unless a read or load of
+// it is already under way; callers that miss meanwhile join it.
+func (c *Cache[V]) refresh(key string, loader Loader[V]) {
+	c.mu.Lock()
+	if c.closed.Load() || c.flights[key] != nil {
+		c.mu.Unlock()
+		return
+	}
+	f := &flight[V]{done: make(chan struct{})}
+	c.flights[key] = f
+	c.inFlight.Store(int64(len(c.flights)))
+	c.wg.Add(1)
+	c.mu.Unlock()
+	c.stats.refreshes.Add(1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), c.opts.LoadTimeout)
+		stop := context.AfterFunc(c.closing, cancel)
+		r, err := c.refreshOnce(ctx, key, loader)
+		stop()
+		cancel()
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			c.stats.refreshErrors.Add(1)
+			c.log.Warn("tier: refresh ahead failed", "key", key, "err", err)
+		}
+		c.finish(key, f, r, err)
+	}()
+}
+
+// refreshOnce renews key's near entry from Redis, or from the loader when
+// Redis's copy is near its own end too (or missing).
+func (c *Cache[V]) refreshOnce(ctx context.Context, key string, loader Loader[V]) (Result[V], error) {
+	guard := c.near.StartFill()
+	var st found
+	if c.far != nil {
+		data, ok, err := c.far.GetValue(ctx, key)
+		switch {
+		case err != nil:
+			c.farError("get", key, err)
+			st.farDown = true
+		case ok && !isLease(data):
+			if at, has := codec.Expiry(data); !has || at.Sub(c.now()) > time.Duration(c.opts.RefreshAhead*float64(c.opts.FarTTL)) {
+				r, hit, err := c.farHit(key, data, guard)
+				if hit.hit {
+					return r, err
+				}
+				st = hit
+			} else {
+				// Redis's copy ends soon too: reload, and write only
+				// over these bytes.
+				st.corrupt = data
+			}
+		}
+	}
+	return c.loadThrough(ctx, key, loader, guard, st)
 }
 
 // Fetch is [Cache.Get] that also tells where the value came from.
@@ -1202,16 +1283,19 @@ func (c *Cache[V]) loadMany(ctx context.Context, loader BatchLoader[V], keys []s
 
 // Stats counts what the cache has done since it was created.
 type Stats struct {
-	NearHits   uint64 // lookups answered by the near tier
-	FarHits    uint64 // near misses answered by Redis
-	Misses     uint64 // keys found in neither tier
-	Loads      uint64 // loader calls (GetMany's batch loader counts once a batch)
-	LoadWaits  uint64 // waits for another replica's load (Options.WaitForLoads)
-	LoadErrors uint64 // loads that failed (not counting ErrNotFound)
-	FarErrors  uint64 // Redis operations that failed
-	Corrupt    uint64 // values in Redis that did not decode, reloaded and overwritten
-	NotCached  uint64 // loaded values returned but not stored (too large, not encodable)
-	Evictions  uint64 // near entries evicted to make room
+	NearHits  uint64 // lookups answered by the near tier
+	FarHits   uint64 // near misses answered by Redis
+	Misses    uint64 // keys found in neither tier
+	Loads     uint64 // loader calls (GetMany's batch loader counts once a batch)
+	LoadWaits uint64 // waits for another replica's load (Options.WaitForLoads)
+
+	Refreshes     uint64 // background refreshes of hot keys (Options.RefreshAhead)
+	RefreshErrors uint64 // refreshes that failed; the entry then expired as usual
+	LoadErrors    uint64 // loads that failed (not counting ErrNotFound)
+	FarErrors     uint64 // Redis operations that failed
+	Corrupt       uint64 // values in Redis that did not decode, reloaded and overwritten
+	NotCached     uint64 // loaded values returned but not stored (too large, not encodable)
+	Evictions     uint64 // near entries evicted to make room
 
 	Invalidations uint64 // keys dropped on messages from other replicas or operators
 	Updates       uint64 // keys whose new value another replica's Set pushed here
@@ -1224,16 +1308,19 @@ type Stats struct {
 func (c *Cache[V]) Stats() Stats {
 	n := c.near.Stats()
 	st := Stats{
-		NearHits:   n.Hits,
-		FarHits:    c.stats.farHits.Load(),
-		Misses:     c.stats.misses.Load(),
-		Loads:      c.stats.loads.Load(),
-		LoadWaits:  c.stats.loadWaits.Load(),
-		LoadErrors: c.stats.loadErrors.Load(),
-		FarErrors:  c.stats.farErrors.Load(),
-		Corrupt:    c.stats.corrupt.Load(),
-		NotCached:  c.stats.notCached.Load(),
-		Evictions:  n.Evictions,
+		NearHits:  n.Hits,
+		FarHits:   c.stats.farHits.Load(),
+		Misses:    c.stats.misses.Load(),
+		Loads:     c.stats.loads.Load(),
+		LoadWaits: c.stats.loadWaits.Load(),
+
+		Refreshes:     c.stats.refreshes.Load(),
+		RefreshErrors: c.stats.refreshErrors.Load(),
+		LoadErrors:    c.stats.loadErrors.Load(),
+		FarErrors:     c.stats.farErrors.Load(),
+		Corrupt:       c.stats.corrupt.Load(),
+		NotCached:     c.stats.notCached.Load(),
+		Evictions:     n.Evictions,
 
 		Invalidations: c.stats.invalidations.Load(),
 		Updates:       c.stats.updates.Load(),

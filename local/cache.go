@@ -132,6 +132,38 @@ func (c *Cache[K, V]) Contains(key K) bool {
 	return ok
 }
 
+// GetIntoLeft is [Cache.GetInto] that also returns how long the entry has
+// left to live (0 for an entry without a deadline), for callers that
+// refresh entries before they expire.
+func (c *Cache[K, V]) GetIntoLeft(key K, dst *V) (time.Duration, bool) {
+	s, _ := c.locate(key)
+	s.mu.Lock()
+	e := s.m[key]
+	if e == nil {
+		s.misses++
+		s.mu.Unlock()
+		return 0, false
+	}
+	var left time.Duration
+	if e.expires != 0 {
+		now := c.now() + c.slack
+		if e.expires <= now {
+			s.misses++
+			s.expirations++
+			c.remove(s, e)
+			s.mu.Unlock()
+			c.notify1(e, CauseExpired)
+			return 0, false
+		}
+		left = time.Duration(e.expires - now)
+	}
+	s.hits++
+	s.moveToFront(e)
+	*dst = e.value
+	s.mu.Unlock()
+	return left, true
+}
+
 // Peek returns the value stored under key without marking it used and
 // without counting a hit or a miss.
 func (c *Cache[K, V]) Peek(key K) (V, bool) {

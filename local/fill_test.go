@@ -215,3 +215,25 @@ func TestContains(t *testing.T) {
 		t.Fatal("Contains reports an expired key")
 	}
 }
+
+func TestGetIntoLeft(t *testing.T) {
+	clock := clocktest.New()
+	c := newCache(t, Options[string, int]{Capacity: 64, Clock: clock})
+	c.SetWith("k", 1, 10*time.Second, 1)
+	clock.Advance(4 * time.Second)
+	var v int
+	left, ok := c.GetIntoLeft("k", &v)
+	if !ok || v != 1 || left != 6*time.Second {
+		t.Fatalf("GetIntoLeft = %v, %v (value %d); want 6s, true, 1", left, ok, v)
+	}
+	if _, ok := c.GetIntoLeft("absent", &v); ok {
+		t.Fatal("an absent key was found")
+	}
+	clock.Advance(6 * time.Second)
+	if _, ok := c.GetIntoLeft("k", &v); ok {
+		t.Fatal("an expired key was found")
+	}
+	if st := c.Stats(); st.Hits != 1 || st.Misses != 2 {
+		t.Fatalf("Stats = %+v; want 1 hit, 2 misses", st)
+	}
+}
