@@ -63,6 +63,7 @@ type Server struct {
 	member  bool      // cluster mode, one node of several (LaunchCluster)
 	busPort int       // cluster bus port, when cluster
 	tls     *tlsFiles // TLS only, when set (StartTLS)
+	monitor string    // sentinel mode, watching "<name> <master addr>" (StartSentinel)
 
 	mu   sync.Mutex
 	proc *process // the running process, nil while stopped
@@ -361,15 +362,32 @@ func (s *Server) start(port int) error {
 			"--tls-cert-file", s.tls.cert, "--tls-key-file", s.tls.key,
 			"--tls-ca-cert-file", s.tls.ca, "--tls-auth-clients", "no"}
 	}
-	cmd := exec.Command(s.bin, append(ports,
+	var args []string
+	if s.monitor != "" {
+		// A sentinel needs a config file it can rewrite; each start
+		// writes a fresh one, with the master it watches.
+		name, addr, _ := strings.Cut(s.monitor, " ")
+		host, mport, _ := net.SplitHostPort(addr)
+		conf := filepath.Join(s.dir, "sentinel.conf")
+		text := fmt.Sprintf("sentinel monitor %s %s %s 1\n"+
+			"sentinel down-after-milliseconds %s 1000\n"+
+			"sentinel failover-timeout %s 10000\n", name, host, mport, name, name)
+		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+			logFile.Close()
+			return err
+		}
+		args = append(args, conf, "--sentinel")
+	}
+	cmd := exec.Command(s.bin, append(append(args, ports...),
 		"--bind", "127.0.0.1",
 		"--protected-mode", "yes",
-		"--save", "",
-		"--appendonly", "no",
 		"--daemonize", "no",
 		"--dir", s.dir,
 		"--logfile", "", // log to stdout, which is logFile
 	)...)
+	if s.monitor == "" {
+		cmd.Args = append(cmd.Args, "--save", "", "--appendonly", "no")
+	}
 	if s.cluster {
 		// The node's view of the cluster is kept in nodes.conf in the
 		// temp dir, so a restarted node still serves every slot.
