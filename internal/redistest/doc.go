@@ -14,6 +14,17 @@
 // (CROSSSLOT). It takes about two seconds longer to start, because Redis
 // holds a fresh cluster node unwritable for that long.
 //
+// [StartClusterOf] starts a real cluster of several masters (each on free
+// loopback ports, with a directory of its own for nodes.conf), splits the
+// hash slots between them and waits until every node reports
+// cluster_state:ok and knows all slots; [LaunchCluster] does the same
+// without a test, so that TestMain can share one cluster (it takes a few
+// seconds to form) among a package's tests.
+//
+// [StartSentinel] starts a Redis Sentinel watching a master, and
+// [Server.ReplicaOf] makes a server its replica, for tests through
+// redis.NewFailoverClient.
+//
 // [StartTLS] starts a server that accepts only TLS, with a CA and a server
 // certificate generated for the test, and clients that trust that CA.
 //
