@@ -98,24 +98,31 @@ func benchRedis(b *testing.B) *redis.Client {
 	return srv.Client(b)
 }
 
-// BenchmarkFarHit is a near miss answered by a real redis-server on
-// loopback: one round trip (one plain GET), decode, near fill.
-// Compare it with BenchmarkRawRedisGet of the same bytes.
-func BenchmarkFarHit(b *testing.B) {
+// benchFarCache returns a cache on a real redis-server holding "user:1" in
+// Redis, its client, and a loader that fails the benchmark if called.
+func benchFarCache(b *testing.B) (*Cache[benchUser], *redis.Client, Loader[benchUser]) {
 	client := benchRedis(b)
 	c, err := New[benchUser](Options{Redis: client, FarTimeout: time.Second, DisableInvalidation: true})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Close()
-	ctx := context.Background()
-	if err := c.Set(ctx, "user:1", benchUser{ID: 1, Name: "Ada Lovelace", Email: "ada@example.com"}); err != nil {
+	b.Cleanup(func() { c.Close() })
+	if err := c.Set(context.Background(), "user:1", benchUser{ID: 1, Name: "Ada Lovelace", Email: "ada@example.com"}); err != nil {
 		b.Fatal(err)
 	}
 	loader := LoaderFunc[benchUser](func(context.Context, string) (benchUser, error) {
 		b.Fatal("a far hit called the loader")
 		return benchUser{}, nil
 	})
+	return c, client, loader
+}
+
+// BenchmarkFarHit is a near miss answered by a real redis-server on
+// loopback: one round trip (one plain GET), decode, near fill.
+// Compare it with BenchmarkRawRedisGet of the same bytes.
+func BenchmarkFarHit(b *testing.B) {
+	c, _, loader := benchFarCache(b)
+	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
 		c.near.Delete("user:1") // every read misses the near tier
@@ -270,20 +277,8 @@ func reportPercentiles(b *testing.B, lat []time.Duration) {
 // and server, and reports the median of each and their ratio: on a noisy
 // machine, pairing is what makes the ratio mean something.
 func BenchmarkFarHitPaired(b *testing.B) {
-	client := benchRedis(b)
-	c, err := New[benchUser](Options{Redis: client, FarTimeout: time.Second, DisableInvalidation: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	c, client, loader := benchFarCache(b)
 	ctx := context.Background()
-	if err := c.Set(ctx, "user:1", benchUser{ID: 1, Name: "Ada Lovelace", Email: "ada@example.com"}); err != nil {
-		b.Fatal(err)
-	}
-	loader := LoaderFunc[benchUser](func(context.Context, string) (benchUser, error) {
-		b.Fatal("a far hit called the loader")
-		return benchUser{}, nil
-	})
 	rk := c.far.Key("user:1")
 	var tierLat, rawLat []time.Duration
 	i := 0
