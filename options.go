@@ -125,6 +125,14 @@ type Options struct {
 	// answer within another HealthInterval is declared lost. Default: 1s.
 	HealthInterval time.Duration
 
+	// OnPropagation, when set, is called with the propagation lag of each
+	// message received from another replica: from the start of the Set,
+	// Delete or Invalidate that sent it to its arrival here, by the two
+	// machines' clocks. It runs on the subscription's goroutine, so it must
+	// be quick and must not block (a histogram's Observe is). The
+	// github.com/tier-cache/tier/prom module provides one. Default: none.
+	OnPropagation func(lag time.Duration)
+
 	// Logger receives far-tier errors and corrupt values. Default: none.
 	Logger *slog.Logger
 

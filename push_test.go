@@ -201,3 +201,26 @@ func TestPushKeepsTheFarDeadline(t *testing.T) {
 		t.Fatalf("b's pushed copy lives %v, %v; want at most the 2s of the Redis copy", ttl, ok)
 	}
 }
+
+// OnPropagation hears the lag of each change another replica sends.
+func TestOnPropagation(t *testing.T) {
+	_, client, _ := newMiniredis(t)
+	lags := make(chan time.Duration, 10)
+	a := newCache[string](t, Options{Redis: client})
+	b := newCache[string](t, Options{Redis: client, OnPropagation: func(d time.Duration) { lags <- d }})
+	bEvents := events(b)
+	ctx := context.Background()
+	start := time.Now()
+	if err := a.Set(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	await(t, bEvents, "keys")
+	if lag := <-lags; lag < 0 || lag > time.Since(start) {
+		t.Fatalf("lag %v, want within the %v since the Set began", lag, time.Since(start))
+	}
+	if err := a.Delete(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	await(t, bEvents, "keys")
+	<-lags
+}

@@ -192,6 +192,7 @@ func New[V any](opts Options) (*Cache[V], error) {
 			Timeout:        o.FarTimeout,
 			Logger:         o.Logger,
 			Sharded:        o.ShardedPubSub,
+			Observe:        o.OnPropagation,
 		})
 		if err != nil {
 			c.near.Close()

@@ -85,6 +85,13 @@ type Options struct {
 	// subscriber of the channel is connected. Re-subscription and gap
 	// detection work as for classic pub/sub. Default: false.
 	Sharded bool
+
+	// Observe, when set, is called on the Bus's goroutine with the
+	// propagation lag of each message received from another Bus: the time
+	// from when the publisher made it (Frames, UpdateFrames or Publish) to
+	// its arrival, by the two machines' clocks (never below 0). It must be
+	// quick and must not block. Default: none.
+	Observe func(lag time.Duration)
 }
 
 // Stats counts what a Bus has done.
@@ -216,7 +223,7 @@ func (b *Bus) Publish(ctx context.Context, keys ...string) error {
 // PublishAll tells every Bus on the channel, this one excepted, to drop
 // every near copy.
 func (b *Bus) PublishAll(ctx context.Context) error {
-	return b.publish(ctx, [][]byte{AppendFrame(nil, Message{All: true, Namespace: b.opts.Namespace, Origin: b.id})})
+	return b.publish(ctx, [][]byte{AppendFrame(nil, Message{All: true, Namespace: b.opts.Namespace, Origin: b.id, Sent: time.Now()})})
 }
 
 // Frames returns the payloads that Publish would send for keys, for a
@@ -250,8 +257,9 @@ func (b *Bus) frames(keys []string, values [][]byte) ([][]byte, error) {
 	var frames [][]byte
 	start := 0
 	size := frameOverhead + len(b.opts.Namespace)
+	sent := time.Now()
 	frame := func(i, j int) []byte {
-		m := Message{Keys: keys[i:j], Namespace: b.opts.Namespace, Origin: b.id}
+		m := Message{Keys: keys[i:j], Namespace: b.opts.Namespace, Origin: b.id, Sent: sent}
 		if values != nil {
 			m.Values = values[i:j]
 		}
@@ -481,6 +489,9 @@ func (b *Bus) dispatch(payload string) {
 		return
 	}
 	b.received.Add(1)
+	if b.opts.Observe != nil && !m.Sent.IsZero() {
+		b.opts.Observe(max(time.Since(m.Sent), 0))
+	}
 	if m.All {
 		b.handler.InvalidateAll()
 		return

@@ -423,3 +423,35 @@ func TestShardedBus(t *testing.T) {
 	rb.expect(t, `keys ["k2"]`)
 	ra.none(t)
 }
+
+// Observe receives the lag of each message from another Bus, and nothing
+// for operators' messages, which carry no send time.
+func TestObserveLag(t *testing.T) {
+	client := backends[0].client(t)
+	lags := make(chan time.Duration, 10)
+	rb := newRecorder()
+	b := newBus(t, client, rb, Options{Namespace: "ns", Observe: func(d time.Duration) { lags <- d }})
+	rb.expect(t, "up")
+	ra := newRecorder()
+	a := newBus(t, client, ra, Options{Namespace: "ns"})
+	ra.expect(t, "up")
+	ctx := context.Background()
+	before := time.Now()
+	if err := a.Publish(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	rb.expect(t, `keys ["k"]`)
+	if lag := <-lags; lag < 0 || lag > time.Since(before) {
+		t.Fatalf("lag %v, want within the %v the round took", lag, time.Since(before))
+	}
+	if err := client.Publish(ctx, "ns:invalidate", "op").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rb.expect(t, `keys ["op"]`)
+	select {
+	case lag := <-lags:
+		t.Fatalf("an operator's message reported lag %v", lag)
+	default:
+	}
+	_ = b
+}

@@ -31,8 +31,11 @@
 //	0x00                  marker
 //	0x01                  version; other versions are counted and ignored
 //	flags                 0x01: drop every key; 0x02: each key is followed
-//	                      by its new value; other bits must be 0
+//	                      by its new value; 0x04: a send time follows the
+//	                      origin; other bits must be 0
 //	origin [16]byte       the publishing Bus's ID
+//	sent [8]byte          with flag 0x04: when the frame was made, Unix
+//	                      nanoseconds, big-endian (for Options.Observe)
 //	uvarint len, bytes    namespace
 //	uvarint count         number of keys: at least 1 unless flags has 0x01
 //	count × (uvarint len, bytes)  the keys; with flag 0x02, each key's

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 )
 
 // FuzzParse feeds arbitrary payloads to Parse: it must not panic, every
@@ -17,6 +18,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(""))
 	f.Add(AppendFrame(nil, Message{Keys: []string{"a", "b c"}, Namespace: "ns", Origin: ID{1}}))
 	f.Add(AppendFrame(nil, Message{All: true, Origin: ID{2}}))
+	f.Add(AppendFrame(nil, Message{Keys: []string{"k"}, Origin: ID{4}, Sent: time.Unix(1_800_000_000, 5)}))
 	f.Add(AppendFrame(nil, Message{Keys: []string{"k", ""}, Values: [][]byte{[]byte("v"), nil}, Namespace: "ns", Origin: ID{3}}))
 	f.Add([]byte{0, 1, 0})
 	f.Add([]byte{0, 2, 0, 1})
@@ -41,7 +43,7 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-encoded frame does not parse: %v", err)
 		}
-		if again.All != m.All || !slices.Equal(again.Keys, m.Keys) || again.Namespace != m.Namespace || again.Origin != m.Origin ||
+		if again.All != m.All || !slices.Equal(again.Keys, m.Keys) || again.Namespace != m.Namespace || again.Origin != m.Origin || !again.Sent.Equal(m.Sent) ||
 			!slices.EqualFunc(again.Values, m.Values, bytes.Equal) || (again.Values == nil) != (m.Values == nil) {
 			t.Fatalf("round trip changed %+v to %+v", m, again)
 		}

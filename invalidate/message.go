@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Message is one invalidation: drop the near copies of Keys, or of every
@@ -24,6 +25,10 @@ type Message struct {
 
 	// Origin is the publishing Bus's ID; zero in an operator's message.
 	Origin ID
+
+	// Sent is when the message was made, by the publisher's clock; zero in
+	// an operator's message. Receivers measure propagation lag with it.
+	Sent time.Time
 }
 
 // ID identifies a Bus, so that it can skip the messages it published.
@@ -35,6 +40,7 @@ const (
 	frameVersion = 1
 	flagAll      = 0x01
 	flagValues   = 0x02
+	flagSent     = 0x04
 	escapeMarker = '='
 	allMarker    = "*"
 
@@ -69,8 +75,14 @@ func AppendFrame(dst []byte, m Message) []byte {
 	if m.Values != nil {
 		flags |= flagValues
 	}
+	if !m.Sent.IsZero() {
+		flags |= flagSent
+	}
 	dst = append(dst, frameMarker, frameVersion, flags)
 	dst = append(dst, m.Origin[:]...)
+	if !m.Sent.IsZero() {
+		dst = binary.BigEndian.AppendUint64(dst, uint64(m.Sent.UnixNano()))
+	}
 	dst = binary.AppendUvarint(dst, uint64(len(m.Namespace)))
 	dst = append(dst, m.Namespace...)
 	dst = binary.AppendUvarint(dst, uint64(len(m.Keys)))
@@ -86,7 +98,7 @@ func AppendFrame(dst []byte, m Message) []byte {
 }
 
 // frameOverhead is the size of a frame with no namespace and no keys.
-const frameOverhead = 3 + len(ID{}) + 2*binary.MaxVarintLen64
+const frameOverhead = 3 + len(ID{}) + 8 + 2*binary.MaxVarintLen64 // 8: the send time
 
 // Parse reads a payload received on the channel: an operator's plain key,
 // "=" and a key, "*", or a library frame. Payloads longer than maxBytes
@@ -125,7 +137,7 @@ func parseFrame(p []byte) (Message, error) {
 		return bad("truncated in its header")
 	}
 	flags := p[2]
-	if flags&^(flagAll|flagValues) != 0 {
+	if flags&^(flagAll|flagValues|flagSent) != 0 {
 		return bad(fmt.Sprintf("has unknown flags %#x", flags))
 	}
 	var m Message
@@ -133,6 +145,13 @@ func parseFrame(p []byte) (Message, error) {
 	withValues := flags&flagValues != 0
 	copy(m.Origin[:], p[3:])
 	rest := p[3+len(ID{}):]
+	if flags&flagSent != 0 {
+		if len(rest) < 8 {
+			return bad("truncated in its send time")
+		}
+		m.Sent = time.Unix(0, int64(binary.BigEndian.Uint64(rest)))
+		rest = rest[8:]
+	}
 
 	field := func() ([]byte, bool) {
 		n, w := binary.Uvarint(rest)

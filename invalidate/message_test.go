@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseOperatorForms(t *testing.T) {
@@ -54,12 +55,13 @@ func TestFrameRoundTrip(t *testing.T) {
 		{Keys: []string{"", "*", "x\ny", strings.Repeat("k", 1000)}, Origin: id},
 		{All: true, Namespace: "users", Origin: id},
 		{Keys: []string{"a", "b"}, Values: [][]byte{[]byte("\x01\x01\x00value"), {}}, Namespace: "ns", Origin: id},
+		{Keys: []string{"t"}, Namespace: "ns", Origin: id, Sent: time.Unix(1_800_000_000, 123456789)},
 	} {
 		got, err := Parse(AppendFrame(nil, m), 0)
 		if err != nil {
 			t.Fatalf("Parse(AppendFrame(%+v)): %v", m, err)
 		}
-		if got.All != m.All || !slices.Equal(got.Keys, m.Keys) || got.Namespace != m.Namespace || got.Origin != m.Origin ||
+		if got.All != m.All || !slices.Equal(got.Keys, m.Keys) || got.Namespace != m.Namespace || got.Origin != m.Origin || !got.Sent.Equal(m.Sent) ||
 			!slices.EqualFunc(got.Values, m.Values, bytes.Equal) || (got.Values == nil) != (m.Values == nil) {
 			t.Fatalf("round trip: got %+v, want %+v", got, m)
 		}
@@ -85,6 +87,7 @@ func TestParseRejectsMalformed(t *testing.T) {
 		"truncated value":       withValues[:len(withValues)-1],
 		"value too long":        append(withValues[:len(withValues)-4:len(withValues)-4], 9, 'a', 'b', 'c'),
 		"all with values":       append(append([]byte{0, 1, flagAll | flagValues}, make([]byte, 16)...), 0, 0),
+		"truncated send time":   append(append([]byte{0, 1, flagSent}, make([]byte, 16)...), 1, 2, 3),
 	}
 	for name, p := range cases {
 		if _, err := Parse(p, 0); !errors.Is(err, ErrMalformed) {
