@@ -62,8 +62,8 @@ func TestRefreshAheadReloads(t *testing.T) {
 	if got, _ := m.Get("tier:k"); !strings.Contains(got, "v2") {
 		t.Fatalf("Redis holds %q, want the refreshed v2", got)
 	}
-	if st := c.Stats(); st.Refreshes != 1 || st.RefreshErrors != 0 {
-		t.Fatalf("Stats = %+v, want 1 refresh and no error", st)
+	if st := c.Stats(); st.Refreshes != 1 || st.RefreshErrors != 0 || st.Misses != 1 {
+		t.Fatalf("Stats = %+v, want 1 refresh, no error, and only the first Get as a miss", st)
 	}
 }
 

@@ -447,7 +447,7 @@ func (c *Cache[V]) refresh(key string, loader Loader[V]) {
 // Redis's copy is near its own end too (or missing).
 func (c *Cache[V]) refreshOnce(ctx context.Context, key string, loader Loader[V]) (Result[V], error) {
 	guard := c.near.StartFill()
-	var st found
+	st := found{refresh: true}
 	if c.far != nil {
 		data, ok, err := c.far.GetValue(ctx, key)
 		switch {
@@ -460,7 +460,7 @@ func (c *Cache[V]) refreshOnce(ctx context.Context, key string, loader Loader[V]
 				if hit.hit {
 					return r, err
 				}
-				st = hit
+				st, st.refresh = hit, true
 			} else {
 				// Redis's copy ends soon too: reload, and write only
 				// over these bytes.
@@ -624,6 +624,7 @@ type found struct {
 	corrupt []byte // bytes that do not decode: load and write over them
 	leased  bool   // another load's lease: its value may come (WaitForLoads)
 	waited  bool   // waited for another load already, in vain
+	refresh bool   // a refresh ahead, not a miss
 }
 
 // lookup reads key from the near tier and then from Redis, and reports
@@ -780,7 +781,9 @@ func (c *Cache[V]) loadThrough(ctx context.Context, key string, loader Loader[V]
 			}
 		}
 	}
-	c.stats.misses.Add(1)
+	if !state.refresh {
+		c.stats.misses.Add(1)
+	}
 	v, err := c.load(ctx, key, loader)
 	if errors.Is(err, ErrNotFound) {
 		ttl := c.jitter(c.opts.NotFoundTTL)
