@@ -1,0 +1,19 @@
+// Package prom exports the counters of a [tier.Cache] and the lag of its
+// cross-replica invalidations to Prometheus, through client_golang.
+//
+// It is a module of its own, so that importing tier does not bring in
+// Prometheus. It offers two [prometheus.Collector]s:
+//
+//   - [Collector] reads [tier.Stats] when it is scraped (it keeps no state
+//     and adds nothing to the cache's hot path) and reports each field as a
+//     counter, tier_<field>_total, with the label cache="<name>".
+//   - [LagHistogram] records, through its Observe method passed as
+//     tier.Options.OnPropagation, how long each message from another
+//     replica took to arrive, as tier_propagation_lag_seconds.
+//
+// Register both with the registry the service exposes:
+//
+//	reg.MustRegister(prom.NewCollector("users", users.Stats))
+//
+// Several caches share one registry when their names differ.
+package prom
