@@ -6,7 +6,8 @@
 //
 //   - [Collector] reads [tier.Stats] when it is scraped (it keeps no state
 //     and adds nothing to the cache's hot path) and reports each field as a
-//     counter, tier_<field>_total, with the label cache="<name>".
+//     counter (tier_near_hits_total and so on; README.md lists them), with
+//     the label cache="<name>".
 //   - [LagHistogram] records, through its Observe method passed as
 //     tier.Options.OnPropagation, how long each message from another
 //     replica took to arrive, as tier_propagation_lag_seconds.
