@@ -125,6 +125,19 @@ type Options struct {
 	// answer within another HealthInterval is declared lost. Default: 1s.
 	HealthInterval time.Duration
 
+	// WatchExternalWrites makes writes made outside tier (an operator's
+	// redis-cli SET, DEL or EXPIRE, another program) on keys under the
+	// namespace drop the near copies on every replica, through Redis
+	// keyspace notifications. The server must enable them, at least
+	// `CONFIG SET notify-keyspace-events K$gx` (New checks with CONFIG GET
+	// and fails with the command to run; the ACL user then needs
+	// +config|get and +psubscribe). Every write tier makes is then
+	// announced this way too, so replicas drop rather than take pushed
+	// values and refill from Redis. Single server only (keyspace
+	// notifications are per node); not with ShardedPubSub or
+	// DisableInvalidation. Default: false.
+	WatchExternalWrites bool
+
 	// OnPropagation, when set, is called with the propagation lag of each
 	// message received from another replica: from the start of the Set,
 	// Delete or Invalidate that sent it to its arrival here, by the two

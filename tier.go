@@ -10,9 +10,12 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/tier-cache/tier/codec"
 	"github.com/tier-cache/tier/invalidate"
@@ -183,6 +186,11 @@ func New[V any](opts Options) (*Cache[V], error) {
 	}
 	c.closing, c.cancel = context.WithCancel(context.Background())
 	c.nearOK.Store(true)
+	keyspace, err := keyspacePrefix(o)
+	if err != nil {
+		c.near.Close()
+		return nil, err
+	}
 	if o.Redis != nil && !o.DisableInvalidation {
 		c.nearOK.Store(false) // until the subscription is confirmed
 		c.bus, err = invalidate.New(o.Redis, busHandler[V]{c}, invalidate.Options{
@@ -193,6 +201,7 @@ func New[V any](opts Options) (*Cache[V], error) {
 			Logger:         o.Logger,
 			Sharded:        o.ShardedPubSub,
 			Observe:        o.OnPropagation,
+			Keyspace:       keyspace,
 		})
 		if err != nil {
 			c.near.Close()
@@ -205,6 +214,46 @@ func New[V any](opts Options) (*Cache[V], error) {
 		cancel()
 	}
 	return c, nil
+}
+
+// keyspacePrefix checks what Options.WatchExternalWrites needs, and
+// returns the prefix of the keyspace-notification channels of the cache's
+// keys, or "" when the option is off. A server that cannot be reached now
+// is not an error (the cache starts without Redis, as always); one that
+// answers with notifications off is.
+func keyspacePrefix(o Options) (string, error) {
+	if !o.WatchExternalWrites {
+		return "", nil
+	}
+	bad := func(why string) error {
+		return fmt.Errorf("%w: WatchExternalWrites %s", ErrInvalidOptions, why)
+	}
+	client, ok := o.Redis.(*redis.Client)
+	switch {
+	case o.Redis == nil:
+		return "", bad("needs Redis")
+	case o.DisableInvalidation || o.ShardedPubSub:
+		return "", bad("does not work with DisableInvalidation or ShardedPubSub")
+	case !ok:
+		return "", bad("needs a single-server *redis.Client: keyspace notifications are per node")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.FarTimeout)
+	defer cancel()
+	got, err := client.ConfigGet(ctx, "notify-keyspace-events").Result()
+	var rerr redis.Error
+	switch {
+	case errors.As(err, &rerr):
+		return "", bad(fmt.Sprintf("cannot read notify-keyspace-events (%v); the user needs +config|get", err))
+	case err != nil:
+		o.Logger.Warn("tier: cannot check notify-keyspace-events now; watching anyway", "err", err)
+	default:
+		flags := got["notify-keyspace-events"]
+		has := func(f string) bool { return strings.Contains(flags, f) }
+		if !has("K") || !(has("A") || has("$") && has("g")) {
+			return "", bad(fmt.Sprintf("needs keyspace notifications of string and generic commands, and the server has notify-keyspace-events %q: run CONFIG SET notify-keyspace-events K$gx (or KA)", flags))
+		}
+	}
+	return fmt.Sprintf("__keyspace@%d__:%s:", client.Options().DB, o.Namespace), nil
 }
 
 // busHandler applies received invalidations to the near tier.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -92,6 +93,16 @@ type Options struct {
 	// its arrival, by the two machines' clocks (never below 0). It must be
 	// quick and must not block. Default: none.
 	Observe func(lag time.Duration)
+
+	// Keyspace, when set, is the prefix of the keyspace-notification
+	// channels of the keys whose changes the Bus should also report, such
+	// as "__keyspace@0__:users:". The Bus then also subscribes (PSUBSCRIBE)
+	// to that prefix followed by "*", and each notification on it (a SET,
+	// DEL or EXPIRE by any client, if the server's notify-keyspace-events
+	// enables them) reaches Handler.Invalidate with the key, prefix
+	// removed. The subscription counts as up once both are confirmed.
+	// Not with Sharded. Default: "", none.
+	Keyspace string
 }
 
 // Stats counts what a Bus has done.
@@ -102,6 +113,7 @@ type Stats struct {
 	Published  uint64 // frames sent by Publish and PublishAll
 	Reconnects uint64 // subscriptions confirmed after the first: gaps recovered
 	Losses     uint64 // subscriptions lost or declared dead
+	Keyspace   uint64 // keyspace notifications reported (Options.Keyspace)
 }
 
 // Bus publishes invalidations and applies the ones it receives through a
@@ -123,7 +135,7 @@ type Bus struct {
 	upCh      chan struct{} // closed while up; replaced when it goes down
 	confirmed bool          // a subscription was ever confirmed
 
-	received, own, malformed, published, reconnects, losses atomic.Uint64
+	received, own, malformed, published, reconnects, losses, keyspace atomic.Uint64
 }
 
 // ErrClosed is returned by Publish after Close.
@@ -140,6 +152,8 @@ func New(client redis.UniversalClient, h Handler, opts Options) (*Bus, error) {
 		return nil, errors.New("invalidate: nil Handler")
 	case opts.Channel == "":
 		return nil, errors.New("invalidate: Options.Channel is required")
+	case opts.Keyspace != "" && opts.Sharded:
+		return nil, errors.New("invalidate: Options.Keyspace does not work with Options.Sharded")
 	case opts.HealthInterval < 0:
 		return nil, fmt.Errorf("invalidate: Options.HealthInterval must be >= 0, got %v", opts.HealthInterval)
 	case opts.Timeout < 0:
@@ -323,6 +337,7 @@ func (b *Bus) Stats() Stats {
 		Published:  b.published.Load(),
 		Reconnects: b.reconnects.Load(),
 		Losses:     b.losses.Load(),
+		Keyspace:   b.keyspace.Load(),
 	}
 }
 
@@ -359,6 +374,10 @@ func (b *Bus) run() {
 		} else {
 			ps = b.client.Subscribe(sctx, b.opts.Channel)
 		}
+		var perr error
+		if b.opts.Keyspace != "" {
+			perr = ps.PSubscribe(sctx, b.keyspacePattern())
+		}
 		cancel()
 		b.mu.Lock()
 		if b.ctx.Err() != nil {
@@ -369,7 +388,15 @@ func (b *Bus) run() {
 		b.ps = ps
 		b.mu.Unlock()
 
-		confirmed, why := b.receive(ps)
+		var (
+			confirmed bool
+			why       error
+		)
+		if perr != nil {
+			why = fmt.Errorf("keyspace PSUBSCRIBE: %w", perr)
+		} else {
+			confirmed, why = b.receive(ps)
+		}
 		ps.Close()
 		if b.ctx.Err() != nil {
 			return
@@ -391,8 +418,24 @@ func (b *Bus) run() {
 }
 
 // receive reads ps until it fails or is found dead, and says why.
+// keyspacePattern is the PSUBSCRIBE pattern for Options.Keyspace: the
+// prefix, its glob characters escaped, then "*".
+func (b *Bus) keyspacePattern() string {
+	var sb strings.Builder
+	for _, r := range b.opts.Keyspace {
+		switch r {
+		case '*', '?', '[', ']', '\\':
+			sb.WriteByte('\\')
+		}
+		sb.WriteRune(r)
+	}
+	return sb.String() + "*"
+}
+
 func (b *Bus) receive(ps *redis.PubSub) (confirmed bool, why error) {
 	pinged := false
+	// Up once the channel, and the keyspace pattern if any, are confirmed.
+	gotChannel, gotPattern := false, b.opts.Keyspace == ""
 	for {
 		// The context bounds what the timeout does not: a reconnection's
 		// handshake with a server that never answers.
@@ -422,11 +465,21 @@ func (b *Bus) receive(ps *redis.PubSub) (confirmed bool, why error) {
 		pinged = false
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			if (m.Kind == "subscribe" || m.Kind == "ssubscribe") && m.Channel == b.opts.Channel {
+			switch {
+			case (m.Kind == "subscribe" || m.Kind == "ssubscribe") && m.Channel == b.opts.Channel:
+				gotChannel = true
+			case m.Kind == "psubscribe" && b.opts.Keyspace != "" && m.Channel == b.keyspacePattern():
+				gotPattern = true
+			}
+			if gotChannel && gotPattern && !confirmed {
 				confirmed = true
 				b.up1()
 			}
 		case *redis.Message:
+			if m.Pattern != "" {
+				b.keyspaceEvent(m.Channel)
+				continue
+			}
 			b.dispatch(m.Payload)
 		}
 	}
@@ -466,6 +519,17 @@ func (b *Bus) down(why error) {
 		b.log.Warn("invalidate: subscription lost; near copies dropped until it is back", "channel", b.opts.Channel, "err", why)
 		b.handler.Disconnected()
 	}
+}
+
+// keyspaceEvent reports the key of a keyspace notification's channel.
+func (b *Bus) keyspaceEvent(channel string) {
+	key, ok := strings.CutPrefix(channel, b.opts.Keyspace)
+	if !ok {
+		b.malformed.Add(1)
+		return
+	}
+	b.keyspace.Add(1)
+	b.handler.Invalidate([]string{key})
 }
 
 func (b *Bus) dispatch(payload string) {

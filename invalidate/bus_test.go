@@ -455,3 +455,47 @@ func TestObserveLag(t *testing.T) {
 	}
 	_ = b
 }
+
+// With Keyspace, writes by any client to keys under the prefix reach the
+// handler, once the server's notify-keyspace-events enables them.
+func TestKeyspaceNotifications(t *testing.T) {
+	srv := redistest.Start(t)
+	client := srv.Client(t)
+	ctx := context.Background()
+	if err := client.ConfigSet(ctx, "notify-keyspace-events", "K$gx").Err(); err != nil {
+		t.Fatal(err)
+	}
+	r := newRecorder()
+	newBus(t, srv.Client(t), r, Options{Namespace: "ns", Keyspace: "__keyspace@0__:ns:"})
+	r.expect(t, "up")
+	if err := client.Set(ctx, "ns:user 1", "x", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r.expect(t, `keys ["user 1"]`)
+	if err := client.Set(ctx, "other:k", "x", 0).Err(); err != nil { // not under the prefix
+		t.Fatal(err)
+	}
+	if err := client.Expire(ctx, "ns:user 1", time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r.expect(t, `keys ["user 1"]`)
+	if err := client.Del(ctx, "ns:user 1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	r.expect(t, `keys ["user 1"]`)
+	// A key with glob characters is still only its own.
+	if err := client.Set(ctx, "ns:a*[b]", "x", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r.expect(t, `keys ["a*[b]"]`)
+	r.none(t)
+	// Killed and back: both subscriptions are confirmed again before up.
+	if err := client.ClientKillByFilter(ctx, "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	r.expect(t, "down", "up")
+	if err := client.Set(ctx, "ns:again", "x", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r.expect(t, `keys ["again"]`)
+}
