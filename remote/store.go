@@ -102,6 +102,15 @@ func (s *Store) Namespace() string {
 	return s.ns
 }
 
+// keys returns the Redis keys of keys.
+func (s *Store) keys(keys []string) []string {
+	rks := make([]string, len(keys))
+	for i, k := range keys {
+		rks[i] = s.Key(k)
+	}
+	return rks
+}
+
 // Key returns the Redis key under which the cache key key is stored:
 // "<namespace>:<key>". Any string is a valid key, including the empty one.
 func (s *Store) Key(key string) string {
@@ -204,10 +213,7 @@ func (s *Store) GetValues(ctx context.Context, keys []string) (map[string][]byte
 
 	found := make(map[string][]byte, len(keys))
 	if s.singleNode {
-		rks := make([]string, len(keys))
-		for i, k := range keys {
-			rks[i] = s.Key(k)
-		}
+		rks := s.keys(keys)
 		vals, err := s.client.MGet(ctx, rks...).Result()
 		if err != nil {
 			return nil, fmt.Errorf("remote: get many %s: %w", describe(keys), withContext(ctx, err))
@@ -329,10 +335,7 @@ func (s *Store) Delete(ctx context.Context, keys ...string) error {
 	defer cancel()
 
 	if s.singleNode {
-		rks := make([]string, len(keys))
-		for i, k := range keys {
-			rks[i] = s.Key(k)
-		}
+		rks := s.keys(keys)
 		if err := s.client.Unlink(ctx, rks...).Err(); err != nil {
 			return fmt.Errorf("remote: delete %s: %w", describe(keys), withContext(ctx, err))
 		}
@@ -430,6 +433,17 @@ type Notice struct {
 	Sharded bool
 }
 
+// scriptArgs returns the ARGV of a notify script: the channel, then
+// between, then the payloads.
+func (n Notice) scriptArgs(between ...any) []any {
+	args := make([]any, 0, 1+len(between)+len(n.Payloads))
+	args = append(append(args, n.Channel), between...)
+	for _, p := range n.Payloads {
+		args = append(args, p)
+	}
+	return args
+}
+
 // publish adds to pipe the PUBLISHes (or SPUBLISHes) of n.
 func (n Notice) publish(ctx context.Context, pipe redis.Pipeliner) {
 	for _, p := range n.Payloads {
@@ -463,11 +477,7 @@ func (s *Store) SetNotify(ctx context.Context, key string, value []byte, ttl tim
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	if s.singleNode {
-		args := make([]any, 0, 3+len(n.Payloads))
-		args = append(args, n.Channel, value, ceilMillis(ttl).Milliseconds())
-		for _, p := range n.Payloads {
-			args = append(args, p)
-		}
+		args := n.scriptArgs(value, ceilMillis(ttl).Milliseconds())
 		script := setNotifyScript
 		if n.Sharded {
 			script = setNotifyShardedScript
@@ -537,15 +547,8 @@ func (s *Store) DeleteNotify(ctx context.Context, keys []string, n Notice) error
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	if s.singleNode {
-		rks := make([]string, len(keys))
-		for i, k := range keys {
-			rks[i] = s.Key(k)
-		}
-		args := make([]any, 0, 1+len(n.Payloads))
-		args = append(args, n.Channel)
-		for _, p := range n.Payloads {
-			args = append(args, p)
-		}
+		rks := s.keys(keys)
+		args := n.scriptArgs()
 		script := deleteNotifyScript
 		if n.Sharded {
 			script = deleteNotifyShardedScript
