@@ -84,6 +84,20 @@ type Options struct {
 	// Default: 0, off.
 	RefreshAhead float64
 
+	// StaleGrace, when > 0, keeps each value this long past its TTL, in
+	// both tiers, as a stale value to serve when its reload fails (or
+	// outlasts SoftTimeout): the caller gets it without an error, marked
+	// Result.Stale and counted in Stats.StaleServed, while the load goes
+	// on and refreshes the key. Only expiry earns grace: a key that was
+	// Set, Deleted or invalidated is never served stale. Default: 0, off.
+	StaleGrace time.Duration
+
+	// SoftTimeout, with StaleGrace, is how long a caller holding a stale
+	// value waits for its reload before it gets the stale value instead;
+	// LoadTimeout still bounds a caller that has none. Default: 0, wait
+	// for the load and fall back only when it fails.
+	SoftTimeout time.Duration
+
 	// WaitForLoads turns on single flight across replicas: a miss that
 	// finds in Redis the lease of another replica's load of the key waits
 	// up to this long for that load's value, reading Redis with a backoff
@@ -192,6 +206,8 @@ func (o Options) withDefaults() (Options, error) {
 		{"LoadTimeout", &o.LoadTimeout, defaultLoadTimeout},
 		{"HealthInterval", &o.HealthInterval, defaultHealthInterval},
 		{"WaitForLoads", &o.WaitForLoads, 0},
+		{"StaleGrace", &o.StaleGrace, 0},
+		{"SoftTimeout", &o.SoftTimeout, 0},
 	} {
 		switch {
 		case *d.v < 0:

@@ -121,3 +121,28 @@ func TestRefreshAheadValidated(t *testing.T) {
 		}
 	}
 }
+
+// A refresh whose reload fails leaves Redis's still valid copy alone.
+func TestRefreshAheadFailureKeepsRedisCopy(t *testing.T) {
+	m, client, _ := newMiniredis(t)
+	clock := newFakeClock()
+	var fail atomic.Bool
+	loader := LoaderFunc[string](func(context.Context, string) (string, error) {
+		if fail.Load() {
+			return "", fmt.Errorf("source down")
+		}
+		return "v", nil
+	})
+	c := newCache[string](t, Options{Redis: client, NearTTL: 10 * time.Second, FarTTL: 10 * time.Second,
+		DisableJitter: true, RefreshAhead: 0.2, Clock: clock})
+	ctx := context.Background()
+	c.Get(ctx, "k", loader)
+	clock.Advance(9 * time.Second)
+	m.FastForward(9 * time.Second)
+	fail.Store(true)
+	c.Get(ctx, "k", loader)
+	waitFor(t, "the failed refresh", func() bool { return c.Stats().RefreshErrors == 1 })
+	if !m.Exists("tier:k") {
+		t.Fatal("a failed refresh deleted Redis's valid copy")
+	}
+}

@@ -98,6 +98,9 @@ func (s Source) String() string {
 type Result[V any] struct {
 	Value  V
 	Source Source
+	// Stale is true for a value past its TTL served within
+	// Options.StaleGrace because its reload failed or was slow.
+	Stale bool
 }
 
 // nearEntry is what the near tier holds: a decoded value, or the
@@ -105,6 +108,10 @@ type Result[V any] struct {
 type nearEntry[V any] struct {
 	value  V
 	absent bool
+	// fresh, with Options.StaleGrace, is when the entry stops being fresh
+	// (Unix nanoseconds by Cache.now); it lives StaleGrace longer, as a
+	// stale value to serve if a reload fails. 0 without StaleGrace.
+	fresh int64
 }
 
 // Cache is a read-through cache of values of type V in two tiers: a near
@@ -153,7 +160,7 @@ type Cache[V any] struct {
 
 type counters struct {
 	farHits, misses, loads, loadErrors, farErrors, corrupt, notCached, invalidations, updates, loadWaits atomic.Uint64
-	refreshes, refreshErrors                                                                             atomic.Uint64
+	refreshes, refreshErrors, staleServed                                                                atomic.Uint64
 }
 
 // New returns a cache configured by opts, or an error matching
@@ -318,7 +325,8 @@ func (c *Cache[V]) storeOwnPush(key string, data []byte) bool {
 	if !ok || !c.nearOK.Load() {
 		return false
 	}
-	c.near.SetWith(key, nearEntry[V]{value: p.value}, ttl, int64(len(data)))
+	e := nearEntry[V]{value: p.value}
+	c.near.SetWith(key, e, c.keep(&e, ttl), int64(len(data)))
 	return true
 }
 
@@ -380,7 +388,8 @@ func (c *Cache[V]) applyPushed(key string, data []byte, own bool) {
 		c.near.Delete(key)
 		return
 	}
-	c.near.Replace(key, nearEntry[V]{value: v, absent: absent}, ttl, int64(len(data)))
+	e := nearEntry[V]{value: v, absent: absent}
+	c.near.Replace(key, e, c.keep(&e, ttl), int64(len(data)))
 }
 
 func (h busHandler[V]) InvalidateAll() {
@@ -415,11 +424,36 @@ func (h busHandler[V]) Connected() {
 	h.event("up")
 }
 
+// keep returns how long to keep an entry that is fresh for ttl: ttl, and
+// with Options.StaleGrace that much longer, marking in e when it stops
+// being fresh.
+func (c *Cache[V]) keep(e *nearEntry[V], ttl time.Duration) time.Duration {
+	if c.opts.StaleGrace == 0 || ttl <= 0 || e.absent {
+		return ttl
+	}
+	e.fresh = c.now().Add(ttl).UnixNano()
+	return ttl + c.opts.StaleGrace
+}
+
+// farKeep is keep for Redis: how long Redis keeps a value fresh for ttl
+// (whose header records the end of ttl).
+func (c *Cache[V]) farKeep(ttl time.Duration) time.Duration {
+	if c.opts.StaleGrace == 0 || ttl <= 0 {
+		return ttl
+	}
+	return ttl + c.opts.StaleGrace
+}
+
+// isFresh reports whether e, from the near tier, is still fresh.
+func (c *Cache[V]) isFresh(e nearEntry[V]) bool {
+	return e.fresh == 0 || c.now().UnixNano() < e.fresh
+}
+
 // fillNear stores a value read under guard in the near tier, unless the
 // near tier is suspended or the key was changed since guard was taken.
 func (c *Cache[V]) fillNear(guard local.FillGuard, key string, e nearEntry[V], ttl time.Duration, weight int64) {
 	if c.nearOK.Load() {
-		c.near.Fill(guard, key, e, ttl, weight)
+		c.near.Fill(guard, key, e, c.keep(&e, ttl), weight)
 	}
 }
 
@@ -433,8 +467,9 @@ func (c *Cache[V]) fillNear(guard local.FillGuard, key string, e nearEntry[V], t
 //
 // A near hit allocates nothing and locks one shard of the near tier.
 func (c *Cache[V]) Get(ctx context.Context, key string, loader Loader[V]) (V, error) {
-	if c.opts.RefreshAhead > 0 {
-		return c.getRefreshing(ctx, key, loader)
+	if c.opts.RefreshAhead > 0 || c.opts.StaleGrace > 0 {
+		r, err := c.fetchRefreshing(ctx, key, loader)
+		return r.Value, err
 	}
 	var e nearEntry[V]
 	if c.near.GetInto(key, &e) && !c.closed.Load() {
@@ -447,21 +482,27 @@ func (c *Cache[V]) Get(ctx context.Context, key string, loader Loader[V]) (V, er
 	return r.Value, err
 }
 
-// getRefreshing is Get with Options.RefreshAhead: a hit near the end of
-// its entry's life starts a refresh.
-func (c *Cache[V]) getRefreshing(ctx context.Context, key string, loader Loader[V]) (V, error) {
+// fetchRefreshing is Fetch with Options.RefreshAhead or StaleGrace: a hit
+// near the end of its entry's life starts a refresh, and an entry kept
+// past its TTL for StaleGrace is reloaded, and served if that fails.
+func (c *Cache[V]) fetchRefreshing(ctx context.Context, key string, loader Loader[V]) (Result[V], error) {
 	var e nearEntry[V]
 	if left, ok := c.near.GetIntoLeft(key, &e); ok && !c.closed.Load() {
+		if !c.isFresh(e) {
+			return c.fetchStale(ctx, key, loader, &Result[V]{Value: e.value, Source: SourceNear})
+		}
+		if e.fresh != 0 {
+			left -= c.opts.StaleGrace
+		}
 		if left > 0 && left < c.refreshBelow {
 			c.refresh(key, loader)
 		}
 		if e.absent {
-			return e.value, ErrNotFound
+			return Result[V]{Source: SourceNear}, ErrNotFound
 		}
-		return e.value, nil
+		return Result[V]{Value: e.value, Source: SourceNear}, nil
 	}
-	r, err := c.fetchSlow(ctx, key, loader)
-	return r.Value, err
+	return c.fetchSlow(ctx, key, loader)
 }
 
 // refresh starts a background refresh of key, unless a read or load of
@@ -496,7 +537,7 @@ func (c *Cache[V]) refresh(key string, loader Loader[V]) {
 // Redis's copy is near its own end too (or missing).
 func (c *Cache[V]) refreshOnce(ctx context.Context, key string, loader Loader[V]) (Result[V], error) {
 	guard := c.near.StartFill()
-	st := found{refresh: true}
+	st := found[V]{refresh: true}
 	if c.far != nil {
 		data, ok, err := c.far.GetValue(ctx, key)
 		switch {
@@ -522,6 +563,9 @@ func (c *Cache[V]) refreshOnce(ctx context.Context, key string, loader Loader[V]
 
 // Fetch is [Cache.Get] that also tells where the value came from.
 func (c *Cache[V]) Fetch(ctx context.Context, key string, loader Loader[V]) (Result[V], error) {
+	if c.opts.RefreshAhead > 0 || c.opts.StaleGrace > 0 {
+		return c.fetchRefreshing(ctx, key, loader)
+	}
 	var e nearEntry[V]
 	if c.near.GetInto(key, &e) && !c.closed.Load() {
 		if e.absent {
@@ -547,9 +591,19 @@ type flight[V any] struct {
 	done chan struct{}
 	res  Result[V]
 	err  error
+	// stale is an expired value the flight's far read found, to serve
+	// within Options.StaleGrace if the load fails or is slow.
+	stale atomic.Pointer[Result[V]]
 }
 
 func (c *Cache[V]) fetchSlow(ctx context.Context, key string, loader Loader[V]) (Result[V], error) {
+	return c.fetchStale(ctx, key, loader, nil)
+}
+
+// fetchStale is fetchSlow for a caller that holds stale, an expired near
+// value within Options.StaleGrace (or nil): it serves that, or one the
+// flight found in Redis, if the load fails or outlasts SoftTimeout.
+func (c *Cache[V]) fetchStale(ctx context.Context, key string, loader Loader[V], stale *Result[V]) (Result[V], error) {
 	if c.closed.Load() {
 		return Result[V]{}, ErrClosed
 	}
@@ -565,7 +619,7 @@ func (c *Cache[V]) fetchSlow(ctx context.Context, key string, loader Loader[V]) 
 	}
 	if f := c.flights[key]; f != nil {
 		c.mu.Unlock()
-		return f.wait(ctx)
+		return c.await(ctx, f, stale)
 	}
 	f := &flight[V]{done: make(chan struct{})}
 	c.flights[key] = f
@@ -583,10 +637,60 @@ func (c *Cache[V]) fetchSlow(ctx context.Context, key string, loader Loader[V]) 
 		c.finish(key, f, r, err)
 		return r, err
 	}
+	if state.stale != nil {
+		f.stale.Store(state.stale)
+	}
 	// If this caller's context cut the Redis read short, the goroutine
 	// reads Redis again before it loads.
 	go c.run(ctx, key, f, loader, guard, state, ctx.Err() != nil)
-	return f.wait(ctx)
+	return c.await(ctx, f, stale)
+}
+
+// await waits for f as wait does, and with Options.StaleGrace serves a
+// stale value instead when the load fails, or when it has not finished
+// within SoftTimeout; the load goes on and refreshes the key.
+func (c *Cache[V]) await(ctx context.Context, f *flight[V], stale *Result[V]) (Result[V], error) {
+	if c.opts.StaleGrace == 0 {
+		return f.wait(ctx)
+	}
+	staleOf := func() *Result[V] {
+		if stale != nil {
+			return stale
+		}
+		return f.stale.Load()
+	}
+	var soft <-chan time.Time
+	if c.opts.SoftTimeout > 0 {
+		t := time.NewTimer(c.opts.SoftTimeout)
+		defer t.Stop()
+		soft = t.C
+	}
+	for {
+		select {
+		case <-f.done:
+			if f.err != nil && !errors.Is(f.err, ErrNotFound) {
+				if s := staleOf(); s != nil {
+					return c.serveStale(*s)
+				}
+			}
+			return f.res, f.err
+		case <-soft:
+			if s := staleOf(); s != nil {
+				return c.serveStale(*s)
+			}
+			soft = nil
+		case <-ctx.Done():
+			return Result[V]{}, ctx.Err()
+		}
+	}
+}
+
+// serveStale returns r, an expired value, marked stale and counted.
+func (c *Cache[V]) serveStale(r Result[V]) (Result[V], error) {
+	c.stats.staleServed.Add(1)
+	r.Stale = true
+	c.log.Warn("tier: serving a stale value: its reload failed or is slow", "source", r.Source)
+	return r, nil
 }
 
 // wait returns the flight's result, or ctx's error if ctx ends first.
@@ -642,7 +746,7 @@ func (c *Cache[V]) detachAll() {
 
 // run completes a flight with a load: it outlives the caller that started
 // it, keeps the caller's context values, and ends at LoadTimeout or Close.
-func (c *Cache[V]) run(parent context.Context, key string, f *flight[V], loader Loader[V], guard local.FillGuard, state found, lookAgain bool) {
+func (c *Cache[V]) run(parent context.Context, key string, f *flight[V], loader Loader[V], guard local.FillGuard, state found[V], lookAgain bool) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), c.opts.LoadTimeout)
 	stop := context.AfterFunc(c.closing, cancel)
 	var (
@@ -667,30 +771,31 @@ func (c *Cache[V]) run(parent context.Context, key string, f *flight[V], loader 
 }
 
 // found says what a lookup found.
-type found struct {
-	hit     bool   // an answer
-	farDown bool   // Redis failed: load without a lease, store nothing there
-	corrupt []byte // bytes that do not decode: load and write over them
-	leased  bool   // another load's lease: its value may come (WaitForLoads)
-	waited  bool   // waited for another load already, in vain
-	refresh bool   // a refresh ahead, not a miss
+type found[V any] struct {
+	hit     bool       // an answer
+	farDown bool       // Redis failed: load without a lease, store nothing there
+	corrupt []byte     // bytes that do not decode: load and write over them
+	leased  bool       // another load's lease: its value may come (WaitForLoads)
+	waited  bool       // waited for another load already, in vain
+	refresh bool       // a refresh ahead, not a miss
+	stale   *Result[V] // an expired value within StaleGrace, not a hit
 }
 
 // lookup reads key from the near tier and then from Redis, and reports
 // whether either answered. A far hit is stored in the near tier under
 // guard: a Set, Delete or invalidation of key after the guard was taken
 // keeps it out.
-func (c *Cache[V]) lookup(ctx context.Context, key string, guard local.FillGuard) (Result[V], found, error) {
+func (c *Cache[V]) lookup(ctx context.Context, key string, guard local.FillGuard) (Result[V], found[V], error) {
 	// A value stored while the flight was being set up counts as a hit.
-	hit := found{hit: true}
-	if e, ok := c.near.Peek(key); ok {
+	hit := found[V]{hit: true}
+	if e, ok := c.near.Peek(key); ok && c.isFresh(e) {
 		if e.absent {
 			return Result[V]{Source: SourceNear}, hit, ErrNotFound
 		}
 		return Result[V]{Value: e.value, Source: SourceNear}, hit, nil
 	}
 	if c.far == nil {
-		return Result[V]{}, found{}, nil
+		return Result[V]{}, found[V]{}, nil
 	}
 	// One plain GET: the value's deadline is in its header.
 	data, ok, err := c.far.GetValue(ctx, key)
@@ -700,30 +805,37 @@ func (c *Cache[V]) lookup(ctx context.Context, key string, guard local.FillGuard
 		}
 		// A lease would cost another timeout against a Redis that just
 		// failed; the load goes straight to the source.
-		return Result[V]{}, found{farDown: true}, nil
+		return Result[V]{}, found[V]{farDown: true}, nil
 	}
 	if !ok {
-		return Result[V]{}, found{}, nil
+		return Result[V]{}, found[V]{}, nil
 	}
 	return c.farHit(key, data, guard)
 }
 
 // farHit turns bytes read from Redis under key into a lookup's answer,
 // filling the near tier under guard.
-func (c *Cache[V]) farHit(key string, data []byte, guard local.FillGuard) (Result[V], found, error) {
+func (c *Cache[V]) farHit(key string, data []byte, guard local.FillGuard) (Result[V], found[V], error) {
 	if isLease(data) { // another load is under way
-		return Result[V]{}, found{leased: true}, nil
+		return Result[V]{}, found[V]{leased: true}, nil
 	}
 	v, absent, ok := c.decode(key, data)
 	if !ok {
-		return Result[V]{}, found{corrupt: data}, nil
+		return Result[V]{}, found[V]{corrupt: data}, nil
+	}
+	if c.opts.StaleGrace > 0 && !absent {
+		if at, ok := codec.Expiry(data); ok && !at.After(c.now()) {
+			// Expired but kept for StaleGrace: load, and serve this if
+			// the load fails; the load writes over these bytes.
+			return Result[V]{}, found[V]{stale: &Result[V]{Value: v, Source: SourceFar}, corrupt: data}, nil
+		}
 	}
 	c.stats.farHits.Add(1)
 	c.fillFromFar(guard, key, nearEntry[V]{value: v, absent: absent}, data)
 	if absent {
-		return Result[V]{Source: SourceFar}, found{hit: true}, ErrNotFound
+		return Result[V]{Source: SourceFar}, found[V]{hit: true}, ErrNotFound
 	}
-	return Result[V]{Value: v, Source: SourceFar}, found{hit: true}, nil
+	return Result[V]{Value: v, Source: SourceFar}, found[V]{hit: true}, nil
 }
 
 // awaitLoad waits, up to Options.WaitForLoads, for the load of another
@@ -731,7 +843,7 @@ func (c *Cache[V]) farHit(key string, data []byte, guard local.FillGuard) (Resul
 // backoff from 1ms to 32ms. It returns that value as a far hit, or, when
 // the lease is gone without a value or the wait ends, what this load
 // should do instead.
-func (c *Cache[V]) awaitLoad(ctx context.Context, key string, guard local.FillGuard) (Result[V], found, error) {
+func (c *Cache[V]) awaitLoad(ctx context.Context, key string, guard local.FillGuard) (Result[V], found[V], error) {
 	c.stats.loadWaits.Add(1)
 	deadline := time.NewTimer(c.opts.WaitForLoads)
 	defer deadline.Stop()
@@ -742,19 +854,19 @@ func (c *Cache[V]) awaitLoad(ctx context.Context, key string, guard local.FillGu
 		case <-t.C:
 		case <-deadline.C:
 			t.Stop()
-			return Result[V]{}, found{waited: true}, nil
+			return Result[V]{}, found[V]{waited: true}, nil
 		case <-ctx.Done():
 			t.Stop()
-			return Result[V]{}, found{waited: true}, nil
+			return Result[V]{}, found[V]{waited: true}, nil
 		}
 		pause = min(2*pause, 32*time.Millisecond)
 		data, ok, err := c.far.GetValue(ctx, key)
 		switch {
 		case err != nil:
 			c.farError("get", key, err)
-			return Result[V]{}, found{farDown: true, waited: true}, nil
+			return Result[V]{}, found[V]{farDown: true, waited: true}, nil
 		case !ok: // the lease was given back or expired: load here
-			return Result[V]{}, found{waited: true}, nil
+			return Result[V]{}, found[V]{waited: true}, nil
 		}
 		r, st, err := c.farHit(key, data, guard)
 		if !st.leased {
@@ -808,11 +920,13 @@ func (c *Cache[V]) now() time.Time {
 // there (its lease, or the corrupt bytes the lookup found), so that a load
 // that read the source before a concurrent Set or Delete cannot write an
 // older value over it.
-func (c *Cache[V]) loadThrough(ctx context.Context, key string, loader Loader[V], guard local.FillGuard, state found) (Result[V], error) {
+func (c *Cache[V]) loadThrough(ctx context.Context, key string, loader Loader[V], guard local.FillGuard, state found[V]) (Result[V], error) {
 	var fill farFill
 	switch {
 	case state.corrupt != nil:
-		fill.lease = state.corrupt
+		// Expired bytes kept for grace, and a refresh's still valid ones,
+		// stay if the load fails; corrupt ones go.
+		fill.lease, fill.keep = state.corrupt, state.stale != nil || state.refresh
 	case !state.farDown:
 		var busy bool
 		fill.lease, busy = c.takeLease(ctx, key)
@@ -863,8 +977,12 @@ func (c *Cache[V]) loadThrough(ctx context.Context, key string, loader Loader[V]
 // farFill says how a load's result may reach Redis.
 type farFill struct {
 	// lease is what the load expects under the key and may write over: the
-	// lease it took, or corrupt bytes it read. nil: write nothing.
+	// lease it took, or corrupt or expired bytes it read. nil: write
+	// nothing.
 	lease []byte
+	// keep leaves lease in place when the load yields nothing to write: it
+	// is an expired value kept for StaleGrace, to serve while loads fail.
+	keep bool
 }
 
 // leasePrefix starts the bytes of a lease. A codec value starts with its
@@ -905,10 +1023,10 @@ func (c *Cache[V]) takeLease(ctx context.Context, key string) (lease []byte, bus
 // writeFar stores data under key in place of fill.lease, if that is still
 // there; nil data removes it (a lease given back, corrupt bytes dropped).
 func (c *Cache[V]) writeFar(ctx context.Context, key string, data []byte, ttl time.Duration, fill farFill) {
-	if c.far == nil || fill.lease == nil {
+	if c.far == nil || fill.lease == nil || (data == nil && fill.keep) {
 		return
 	}
-	if _, err := c.far.Swap(ctx, key, fill.lease, data, ttl); err != nil {
+	if _, err := c.far.Swap(ctx, key, fill.lease, data, c.farKeep(ttl)); err != nil {
 		c.farError("set", key, err)
 	}
 }
@@ -1026,20 +1144,21 @@ func (c *Cache[V]) Set(ctx context.Context, key string, value V) error {
 		// a single server), so no failure between them leaves other
 		// replicas holding the old value.
 		if c.bus == nil {
-			farErr = c.far.Set(ctx, key, data, farTTL)
+			farErr = c.far.Set(ctx, key, data, c.farKeep(farTTL))
 		} else if n, push, err := c.setNotice(key, data); err != nil {
 			farErr = err
 		} else {
 			if push {
 				c.expectPush(key, data, value)
 			}
-			if farErr = c.far.SetNotify(ctx, key, data, farTTL, n); farErr != nil && push {
+			if farErr = c.far.SetNotify(ctx, key, data, c.farKeep(farTTL), n); farErr != nil && push {
 				c.forgetPush(key, data)
 			}
 		}
 	}
 	if c.nearOK.Load() {
-		c.near.SetIfUnchanged(guard, key, nearEntry[V]{value: value}, c.nearTTLFor(farTTL), int64(len(data)))
+		e := nearEntry[V]{value: value}
+		c.near.SetIfUnchanged(guard, key, e, c.keep(&e, c.nearTTLFor(farTTL)), int64(len(data)))
 	}
 	// A Get from now on must not join a read that began before the write.
 	c.detach(key)
@@ -1179,7 +1298,7 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 			continue
 		}
 		seen[k] = struct{}{}
-		if e, ok := c.near.Get(k); ok {
+		if e, ok := c.near.Get(k); ok && c.isFresh(e) {
 			if !e.absent {
 				out[k] = e.value
 			}
@@ -1264,9 +1383,9 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 		}
 		switch {
 		case corrupted[k] != nil:
-			swaps[k] = remote.SwapItem{Old: corrupted[k], Value: data, TTL: farTTL}
+			swaps[k] = remote.SwapItem{Old: corrupted[k], Value: data, TTL: c.farKeep(farTTL)}
 		case leases[k] != nil:
-			swaps[k] = remote.SwapItem{Old: leases[k], Value: data, TTL: farTTL}
+			swaps[k] = remote.SwapItem{Old: leases[k], Value: data, TTL: c.farKeep(farTTL)}
 		}
 		c.fillNear(guard, k, e, nearTTL, int64(len(data)))
 	}
@@ -1344,6 +1463,7 @@ type Stats struct {
 
 	Refreshes     uint64 // background refreshes of hot keys (Options.RefreshAhead)
 	RefreshErrors uint64 // refreshes that failed; the entry then expired as usual
+	StaleServed   uint64 // expired values served within StaleGrace (Options.StaleGrace)
 	LoadErrors    uint64 // loads that failed (not counting ErrNotFound)
 	FarErrors     uint64 // Redis operations that failed
 	Corrupt       uint64 // values in Redis that did not decode, reloaded and overwritten
@@ -1369,6 +1489,7 @@ func (c *Cache[V]) Stats() Stats {
 
 		Refreshes:     c.stats.refreshes.Load(),
 		RefreshErrors: c.stats.refreshErrors.Load(),
+		StaleServed:   c.stats.staleServed.Load(),
 		LoadErrors:    c.stats.loadErrors.Load(),
 		FarErrors:     c.stats.farErrors.Load(),
 		Corrupt:       c.stats.corrupt.Load(),
