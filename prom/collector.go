@@ -20,6 +20,7 @@ var counters = []struct {
 	{"load_waits_total", "Waits for another replica's load (Options.WaitForLoads).", func(s *tier.Stats) uint64 { return s.LoadWaits }},
 	{"refreshes_total", "Background refreshes of hot keys (Options.RefreshAhead).", func(s *tier.Stats) uint64 { return s.Refreshes }},
 	{"refresh_errors_total", "Refreshes that failed; the entry then expired as usual.", func(s *tier.Stats) uint64 { return s.RefreshErrors }},
+	{"stale_served_total", "Expired values served within StaleGrace (Options.StaleGrace).", func(s *tier.Stats) uint64 { return s.StaleServed }},
 	{"load_errors_total", "Loads that failed (not counting ErrNotFound).", func(s *tier.Stats) uint64 { return s.LoadErrors }},
 	{"far_errors_total", "Redis operations that failed.", func(s *tier.Stats) uint64 { return s.FarErrors }},
 	{"corrupt_total", "Values in Redis that did not decode, reloaded and overwritten.", func(s *tier.Stats) uint64 { return s.Corrupt }},

@@ -26,6 +26,7 @@ var metricOf = map[string]string{
 	"LoadWaits":     "tier_load_waits_total",
 	"Refreshes":     "tier_refreshes_total",
 	"RefreshErrors": "tier_refresh_errors_total",
+	"StaleServed":   "tier_stale_served_total",
 	"LoadErrors":    "tier_load_errors_total",
 	"FarErrors":     "tier_far_errors_total",
 	"Corrupt":       "tier_corrupt_total",
