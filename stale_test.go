@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tier-cache/tier/internal/redistest"
 )
 
 // With StaleGrace, an expired value is served when its reload fails,
@@ -96,5 +98,46 @@ func TestStaleGraceSoftTimeout(t *testing.T) {
 	})
 	if v, _ := c.Get(ctx, "k", loader); v != "new" {
 		t.Fatalf("after the reload: %q, want new", v)
+	}
+}
+
+// The stale copy in Redis, on a real redis-server: the Lua swap of the
+// reload must leave it when the load fails, and replace it when the load
+// succeeds. (The value's header is judged by the fake clock; Redis keeps
+// the key for FarTTL + StaleGrace of real time.)
+func TestStaleGraceRealRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	clock := newFakeClock()
+	var failing atomic.Bool
+	loader := LoaderFunc[string](func(context.Context, string) (string, error) {
+		if failing.Load() {
+			return "", errors.New("source down")
+		}
+		return "fresh", nil
+	})
+	opts := Options{Redis: srv.Client(t), Namespace: "stale", NearTTL: 10 * time.Second, FarTTL: 10 * time.Second,
+		DisableJitter: true, StaleGrace: time.Minute, Clock: clock}
+	a := newCache[string](t, opts)
+	ctx := context.Background()
+	if err := a.Set(ctx, "k", "old"); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(11 * time.Second)
+	failing.Store(true)
+	for i := range 2 { // a fresh replica each time: the stale copy stays in Redis
+		opts.Redis = srv.Client(t)
+		r, err := newCache[string](t, opts).Fetch(ctx, "k", loader)
+		if err != nil || r.Value != "old" || !r.Stale || r.Source != SourceFar {
+			t.Fatalf("replica %d: %+v, %v; want the stale old from Redis", i, r, err)
+		}
+	}
+	failing.Store(false)
+	opts.Redis = srv.Client(t)
+	if r, err := newCache[string](t, opts).Fetch(ctx, "k", loader); err != nil || r.Value != "fresh" || r.Stale {
+		t.Fatalf("after the source is back: %+v, %v; want a fresh load", r, err)
+	}
+	opts.Redis = srv.Client(t)
+	if r, err := newCache[string](t, opts).Fetch(ctx, "k", loader); err != nil || r.Value != "fresh" || r.Source != SourceFar {
+		t.Fatalf("the reload did not replace the stale copy in Redis: %+v, %v", r, err)
 	}
 }
