@@ -31,7 +31,10 @@ func TestWaitForLoadsOneLoadAcrossReplicas(t *testing.T) {
 	})
 	var cs []*Cache[string]
 	for range replicas {
-		cs = append(cs, newCache[string](t, Options{Redis: srv.Client(t), Namespace: "flight", WaitForLoads: 20 * time.Second}))
+		// A generous FarTimeout: under a loaded CI machine a Redis call
+		// that timed out would make its replica load without a lease.
+		cs = append(cs, newCache[string](t, Options{Redis: srv.Client(t), Namespace: "flight",
+			WaitForLoads: 20 * time.Second, FarTimeout: 10 * time.Second}))
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, replicas*perReplica)
@@ -72,6 +75,11 @@ func TestWaitForLoadsOneLoadAcrossReplicas(t *testing.T) {
 	}
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("%d replicas × %d goroutines: the loader ran %d times, want 1", replicas, perReplica, n)
+	}
+	for i, c := range cs {
+		if st := c.Stats(); st.FarErrors != 0 {
+			t.Fatalf("replica %d: %d far errors", i, st.FarErrors)
+		}
 	}
 	t.Logf("%d replicas × %d goroutines on one cold key: 1 load; %d replicas waited; all answered %v after the load returned",
 		replicas, perReplica, waits(), took)
