@@ -124,10 +124,12 @@ type Cache[V any] struct {
 	// refreshBelow is the time left under which a near hit starts a
 	// refresh (Options.RefreshAhead of NearTTL); 0 when off.
 	refreshBelow time.Duration
-	far          *remote.Store   // nil: near-only
-	bus          *invalidate.Bus // nil: no cross-replica invalidation
-	format       *codec.Format
-	log          *slog.Logger
+	// refreshing holds the keys whose refresh ahead is under way.
+	refreshing sync.Map
+	far        *remote.Store   // nil: near-only
+	bus        *invalidate.Bus // nil: no cross-replica invalidation
+	format     *codec.Format
+	log        *slog.Logger
 
 	// nearOK is false while invalidations may be lost (the subscription is
 	// down or not yet confirmed): the near tier then stores nothing, so it
@@ -507,10 +509,18 @@ func (c *Cache[V]) fetchRefreshing(ctx context.Context, key string, loader Loade
 
 // refresh starts a background refresh of key, unless a read or load of
 // it is already under way; callers that miss meanwhile join it.
+//
+// Every hit in the refresh window calls it until the refresh lands, so it
+// first checks refreshing, whose reads take no lock: the cache-wide mutex
+// is taken once per refresh, not once per hit.
 func (c *Cache[V]) refresh(key string, loader Loader[V]) {
+	if _, busy := c.refreshing.LoadOrStore(key, struct{}{}); busy {
+		return
+	}
 	c.mu.Lock()
 	if c.closed.Load() || c.flights[key] != nil {
 		c.mu.Unlock()
+		c.refreshing.Delete(key)
 		return
 	}
 	f := &flight[V]{done: make(chan struct{})}
@@ -530,6 +540,7 @@ func (c *Cache[V]) refresh(key string, loader Loader[V]) {
 			c.log.Warn("tier: refresh ahead failed", "key", key, "err", err)
 		}
 		c.finish(key, f, r, err)
+		c.refreshing.Delete(key)
 	}()
 }
 

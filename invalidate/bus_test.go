@@ -430,7 +430,7 @@ func TestObserveLag(t *testing.T) {
 	client := backends[0].client(t)
 	lags := make(chan time.Duration, 10)
 	rb := newRecorder()
-	b := newBus(t, client, rb, Options{Namespace: "ns", Observe: func(d time.Duration) { lags <- d }})
+	newBus(t, client, rb, Options{Namespace: "ns", Observe: func(d time.Duration) { lags <- d }})
 	rb.expect(t, "up")
 	ra := newRecorder()
 	a := newBus(t, client, ra, Options{Namespace: "ns"})
@@ -453,7 +453,6 @@ func TestObserveLag(t *testing.T) {
 		t.Fatalf("an operator's message reported lag %v", lag)
 	default:
 	}
-	_ = b
 }
 
 // With Keyspace, writes by any client to keys under the prefix reach the
