@@ -11,6 +11,7 @@ import (
 
 	"github.com/tier-cache/tier/codec"
 	"github.com/tier-cache/tier/internal/redistest"
+	"github.com/tier-cache/tier/remote"
 )
 
 // benchUser is the struct value the benchmarks cache.
@@ -251,6 +252,45 @@ func BenchmarkPropagation(b *testing.B) {
 		for b.Loop() {
 			start := time.Now()
 			if err := pub.Publish(ctx, "raw", "k").Err(); err != nil {
+				b.Fatal(err)
+			}
+			<-got
+			lat = append(lat, time.Since(start))
+		}
+		reportPercentiles(b, lat)
+	})
+	// tier's own mechanism without the cache around it: remote.Store's
+	// SetNotify (the write and its message in one script, as Set sends
+	// them) received raw on the subscriber's own goroutine, which signals
+	// back. The tier round adds to it the work of both caches and the
+	// writer's own subscription, which hears its message too.
+	b.Run("raw-setnotify-handoff", func(b *testing.B) {
+		pub, sub := srv.Client(b), srv.Client(b)
+		store, err := remote.New(pub, remote.Options{Namespace: "raw", Timeout: time.Second})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ps := sub.Subscribe(ctx, "raw")
+		defer ps.Close()
+		if _, err := ps.Receive(ctx); err != nil {
+			b.Fatal(err)
+		}
+		got := make(chan struct{}, 16)
+		go func() {
+			for {
+				if _, err := ps.ReceiveMessage(ctx); err != nil {
+					return // closed
+				}
+				got <- struct{}{}
+			}
+		}()
+		lat := make([]time.Duration, 0, b.N)
+		i := 0
+		for b.Loop() {
+			i++
+			v := []byte(strconv.Itoa(i))
+			start := time.Now()
+			if err := store.SetNotify(ctx, "k", v, time.Hour, remote.Notice{Channel: "raw", Payloads: [][]byte{v}}); err != nil {
 				b.Fatal(err)
 			}
 			<-got
