@@ -42,10 +42,11 @@ var lossReasons = map[string]string{
 		"slot in the deadline heap).",
 }
 
-const mixReason = "In the 90/10 mix, tier.Cache.Set encodes the value with msgpack (to enforce MaxValueBytes and to have " +
-	"the bytes for Redis) even in a near-only cache: `codec.(*Format).EncodeExpiring` is a quarter of the mix's CPU " +
-	"profile for a tenth of the operations, and the peers store the struct as it is. The near tier alone (local.Cache) " +
-	"does not pay it."
+const mixReason = "In the 90/10 mix a tier Set first drops the key's near entry and then stores a new one, so that " +
+	"loads under way cannot store an older value over it: two locks of the shard, a fresh entry allocated " +
+	"(`mallocgc`) and the deadline heap updated twice (`heapRemove`, `heapUp`), where otter updates its entry in " +
+	"place. The hits then meet the writes on the shard locks (`procyield`, lock spinning, 7% of the profile) and on " +
+	"the LRU list's cache lines (`moveToFront`, 17%). A near-only cache does not encode values (no NearMaxBytes)."
 
 // lossReason returns the recorded reason for a loss of group id to peer.
 func lossReason(id, peer string) string {

@@ -108,7 +108,7 @@ func Render(w io.Writer, h Header, results []GroupResult) {
 var sectionNotes = map[string]string{
 	"Near hit":                 "A hit of a struct value, keys read in a cycle; every cache is filled to the row's size and holds every key.",
 	"Far hit":                  "A near miss answered by Redis on loopback. tier drops its near copy before each read; go-redis/cache runs without its local cache.",
-	"Invalidation propagation": "From the start of replica A's Set until replica B, which held the old value near, gets the new one from its Get (B polls); against a PUBLISH until a go-redis subscriber receives it.",
+	"Invalidation propagation": "From the start of replica A's Set until replica B, which held the old value near, gets the new one from its Get (B reads once its subscription has heard of the change, then until it has the new value); against a PUBLISH until a go-redis subscriber receives it.",
 	"Stampede":                 "Goroutines wait at a barrier, then all read one key that neither tier holds; the source takes 20ms to answer.",
 	"Near hit ratio":           "Each cache replays the same trace (get, and on a miss store); one run, since the trace is fixed.",
 	"Heap per entry":           "Growth of the live heap after filling a new cache, divided by the entries; the keys exist before and are not counted.",
