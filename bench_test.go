@@ -233,21 +233,7 @@ func BenchmarkPropagation(b *testing.B) {
 	// channel, as the tier round's event does: the hand-off between
 	// goroutines that any cross-process propagation pays, measured raw.
 	b.Run("raw-pubsub-handoff", func(b *testing.B) {
-		pub, sub := srv.Client(b), srv.Client(b)
-		ps := sub.Subscribe(ctx, "raw")
-		defer ps.Close()
-		if _, err := ps.Receive(ctx); err != nil {
-			b.Fatal(err)
-		}
-		got := make(chan struct{}, 16)
-		go func() {
-			for {
-				if _, err := ps.ReceiveMessage(ctx); err != nil {
-					return // closed
-				}
-				got <- struct{}{}
-			}
-		}()
+		pub, got := srv.Client(b), handoffSubscriber(b, srv.Client(b), "raw")
 		lat := make([]time.Duration, 0, b.N)
 		for b.Loop() {
 			start := time.Now()
@@ -265,25 +251,11 @@ func BenchmarkPropagation(b *testing.B) {
 	// back. The tier round adds to it the work of both caches and the
 	// writer's own subscription, which hears its message too.
 	b.Run("raw-setnotify-handoff", func(b *testing.B) {
-		pub, sub := srv.Client(b), srv.Client(b)
+		pub, got := srv.Client(b), handoffSubscriber(b, srv.Client(b), "raw")
 		store, err := remote.New(pub, remote.Options{Namespace: "raw", Timeout: time.Second})
 		if err != nil {
 			b.Fatal(err)
 		}
-		ps := sub.Subscribe(ctx, "raw")
-		defer ps.Close()
-		if _, err := ps.Receive(ctx); err != nil {
-			b.Fatal(err)
-		}
-		got := make(chan struct{}, 16)
-		go func() {
-			for {
-				if _, err := ps.ReceiveMessage(ctx); err != nil {
-					return // closed
-				}
-				got <- struct{}{}
-			}
-		}()
 		lat := make([]time.Duration, 0, b.N)
 		i := 0
 		for b.Loop() {
@@ -298,6 +270,28 @@ func BenchmarkPropagation(b *testing.B) {
 		}
 		reportPercentiles(b, lat)
 	})
+}
+
+// handoffSubscriber subscribes client to channel and reads it on a
+// goroutine of its own, which signals each message it receives on the
+// returned channel, as a replica's subscription signals the tier round.
+func handoffSubscriber(b *testing.B, client *redis.Client, channel string) <-chan struct{} {
+	ctx := context.Background()
+	ps := client.Subscribe(ctx, channel)
+	b.Cleanup(func() { ps.Close() })
+	if _, err := ps.Receive(ctx); err != nil { // the confirmation
+		b.Fatal(err)
+	}
+	got := make(chan struct{}, 16)
+	go func() {
+		for {
+			if _, err := ps.ReceiveMessage(ctx); err != nil {
+				return // closed
+			}
+			got <- struct{}{}
+		}
+	}()
+	return got
 }
 
 func reportPercentiles(b *testing.B, lat []time.Duration) {

@@ -467,8 +467,7 @@ func (n Notice) publish(ctx context.Context, pipe redis.Pipeliner) {
 // instead of four, and it fails safe. A user denied MULTI would have the
 // SET and the PUBLISH run as two plain commands, so that the notices of
 // concurrent writes could arrive out of order, which pushed values do not
-// survive. (A transaction did deliver the message 10–30 µs sooner on a
-// loopback Redis 7.0.)
+// survive.
 //
 // On a cluster, where a transaction cannot span nodes, the PUBLISHes
 // follow once the write is done: two round trips, and a failure between
