@@ -398,3 +398,50 @@ func BenchmarkNearHitPaired(b *testing.B) {
 	b.ReportMetric(float64(l.Nanoseconds()), "local-ns")
 	b.ReportMetric(float64(t)/float64(l), "tier/local")
 }
+
+// BenchmarkFarHitSteps splits BenchmarkFarHitPaired's gap into its parts:
+// it alternates, in one loop, a raw GET, the same GET under a
+// context.WithTimeout deadline (what Options.FarTimeout costs),
+// remote.Store.GetValue, GetValue followed by the decode, and the whole
+// far hit through Fetch, and reports the median of each.
+func BenchmarkFarHitSteps(b *testing.B) {
+	c, client, loader := benchFarCache(b)
+	ctx := context.Background()
+	rk := c.far.Key("user:1")
+	steps := []struct {
+		name string
+		run  func()
+	}{
+		{"raw", func() { client.Get(ctx, rk).Bytes() }},
+		{"raw-deadline", func() {
+			dctx, cancel := context.WithTimeout(ctx, time.Second)
+			client.Get(dctx, rk).Bytes()
+			cancel()
+		}},
+		{"remote", func() { c.far.GetValue(ctx, "user:1") }},
+		{"remote-decode", func() {
+			data, _, _ := c.far.GetValue(ctx, "user:1")
+			c.decode("user:1", data)
+		}},
+		{"tier", func() {
+			c.near.Delete("user:1")
+			if r, err := c.Fetch(ctx, "user:1", loader); err != nil || r.Source != SourceFar {
+				b.Fatalf("%+v, %v", r, err)
+			}
+		}},
+	}
+	lat := make([][]time.Duration, len(steps))
+	i := 0
+	for b.Loop() {
+		i++
+		for j := range steps {
+			k := (i + j) % len(steps) // rotate which goes first
+			start := time.Now()
+			steps[k].run()
+			lat[k] = append(lat[k], time.Since(start))
+		}
+	}
+	for k, s := range steps {
+		b.ReportMetric(float64(median(lat[k]).Nanoseconds()), s.name+"-ns")
+	}
+}
