@@ -861,15 +861,21 @@ func TestConcurrentUse(t *testing.T) {
 	}
 }
 
-var timeType = reflect.TypeFor[time.Time]()
-
 // same reports whether a and b hold the same value: like reflect.DeepEqual,
 // except that times are compared with time.Time.Equal (codecs keep the
 // instant, not the location) and floats by their bits, so NaN is the same
 // as NaN and 0 is not the same as -0.
-func same(a, b any) bool { return sameValue(reflect.ValueOf(a), reflect.ValueOf(b)) }
+func same(a, b any) bool {
+	return sameValue(reflect.ValueOf(a), reflect.ValueOf(b), time.Time.Equal)
+}
 
-func sameValue(a, b reflect.Value) bool {
+// identical is same with times compared whole: instant, location and
+// monotonic reading.
+func identical(a, b any) bool {
+	return sameValue(reflect.ValueOf(a), reflect.ValueOf(b), func(x, y time.Time) bool { return x == y })
+}
+
+func sameValue(a, b reflect.Value, sameTime func(x, y time.Time) bool) bool {
 	if !a.IsValid() || !b.IsValid() {
 		return a.IsValid() == b.IsValid()
 	}
@@ -877,7 +883,7 @@ func sameValue(a, b reflect.Value) bool {
 		return false
 	}
 	if a.Type() == timeType {
-		return a.Interface().(time.Time).Equal(b.Interface().(time.Time))
+		return sameTime(a.Interface().(time.Time), b.Interface().(time.Time))
 	}
 	switch a.Kind() {
 	case reflect.Float32, reflect.Float64:
@@ -886,7 +892,7 @@ func sameValue(a, b reflect.Value) bool {
 		if a.IsNil() || b.IsNil() {
 			return a.IsNil() == b.IsNil()
 		}
-		return sameValue(a.Elem(), b.Elem())
+		return sameValue(a.Elem(), b.Elem(), sameTime)
 	case reflect.Slice, reflect.Array:
 		if a.Kind() == reflect.Slice && a.IsNil() != b.IsNil() {
 			return false
@@ -895,7 +901,7 @@ func sameValue(a, b reflect.Value) bool {
 			return false
 		}
 		for i := range a.Len() {
-			if !sameValue(a.Index(i), b.Index(i)) {
+			if !sameValue(a.Index(i), b.Index(i), sameTime) {
 				return false
 			}
 		}
@@ -906,14 +912,14 @@ func sameValue(a, b reflect.Value) bool {
 		}
 		for it := a.MapRange(); it.Next(); {
 			bv := b.MapIndex(it.Key())
-			if !bv.IsValid() || !sameValue(it.Value(), bv) {
+			if !bv.IsValid() || !sameValue(it.Value(), bv, sameTime) {
 				return false
 			}
 		}
 		return true
 	case reflect.Struct:
 		for i := range a.NumField() {
-			if !sameValue(a.Field(i), b.Field(i)) {
+			if !sameValue(a.Field(i), b.Field(i), sameTime) {
 				return false
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/klauspost/compress/s2"
 )
@@ -82,6 +83,7 @@ type Format struct {
 	compressAbove int
 	maxSize       int
 	decoders      [256]Codec // by codec ID; nil where unknown
+	fast          fastPlans  // compiled Msgpack decoders, by target type
 }
 
 // New returns a Format configured by opts, or an error starting with
@@ -276,57 +278,104 @@ func (f *Format) Decode(data []byte, v any) error {
 	if rv := reflect.ValueOf(v); rv.Kind() != reflect.Pointer || rv.IsNil() {
 		return fmt.Errorf("codec: Decode needs a non-nil pointer, not %T", v)
 	}
+	c, payload, err := f.payload(data)
+	if err != nil {
+		return err
+	}
+	if c.ID() == msgpackID && f.fast.decode(payload, v) {
+		return nil
+	}
+	return unmarshal(c, payload, v)
+}
+
+// payload checks data's header and returns the codec that wrote data and
+// its payload, decompressed. Its errors are Decode's.
+func (f *Format) payload(data []byte) (Codec, []byte, error) {
 	if len(data) == 0 {
-		return corrupt("empty input")
+		return nil, nil, corrupt("empty input")
 	}
 	if len(data) < headerLen {
-		return corrupt(fmt.Sprintf("truncated header: %d bytes, want %d", len(data), headerLen))
+		return nil, nil, corrupt(fmt.Sprintf("truncated header: %d bytes, want %d", len(data), headerLen))
 	}
 	if data[0] != version {
-		return corrupt(fmt.Sprintf("unknown format version %d", data[0]))
+		return nil, nil, corrupt(fmt.Sprintf("unknown format version %d", data[0]))
 	}
 	id, flags := data[1], data[2]
 	payload := data[headerLen:]
 	if flags&flagExpiry != 0 {
 		if len(payload) < expiryLen {
-			return corrupt(fmt.Sprintf("truncated expiry: %d bytes, want %d", len(payload), expiryLen))
+			return nil, nil, corrupt(fmt.Sprintf("truncated expiry: %d bytes, want %d", len(payload), expiryLen))
 		}
 		payload = payload[expiryLen:]
 	}
 	if flags&flagTombstone != 0 {
 		if id != 0 || flags&^flagExpiry != flagTombstone || len(payload) != 0 {
-			return corrupt(fmt.Sprintf("malformed tombstone: codec ID %d, flags 0x%02x, %d payload bytes", id, flags, len(payload)))
+			return nil, nil, corrupt(fmt.Sprintf("malformed tombstone: codec ID %d, flags 0x%02x, %d payload bytes", id, flags, len(payload)))
 		}
-		return ErrTombstone
+		return nil, nil, ErrTombstone
 	}
 	if flags&flagReserved != 0 {
-		return corrupt(fmt.Sprintf("unknown flags 0x%02x", flags&flagReserved))
+		return nil, nil, corrupt(fmt.Sprintf("unknown flags 0x%02x", flags&flagReserved))
 	}
 	c := f.decoders[id]
 	if c == nil {
-		return corrupt(fmt.Sprintf("unknown codec ID %d", id))
+		return nil, nil, corrupt(fmt.Sprintf("unknown codec ID %d", id))
 	}
 	switch flags & flagCompression {
 	case compressNone:
 		if len(payload) > f.maxSize {
-			return f.decodedTooLarge(len(payload))
+			return nil, nil, f.decodedTooLarge(len(payload))
 		}
 	case compressS2:
 		n, err := s2.DecodedLen(payload)
 		if err != nil {
-			return corruptWrap("s2 payload", err)
+			return nil, nil, corruptWrap("s2 payload", err)
 		}
 		if n > f.maxSize {
-			return f.decodedTooLarge(n)
+			return nil, nil, f.decodedTooLarge(n)
 		}
 		if payload, err = s2.Decode(nil, payload); err != nil {
-			return corruptWrap("s2 payload", err)
+			return nil, nil, corruptWrap("s2 payload", err)
 		}
 	default:
-		return corrupt(fmt.Sprintf("unknown compression ID %d", flags&flagCompression))
+		return nil, nil, corrupt(fmt.Sprintf("unknown compression ID %d", flags&flagCompression))
 	}
+	return c, payload, nil
+}
 
-	return unmarshal(c, payload, v)
+// A Decoder decodes the values of one type V that a [Format] reads: it is
+// Format.Decode into a new V, with the type's work done once. For a value
+// written by [Msgpack] it uses a decoder compiled for V when msgpack/v5
+// would decode V by reflection alone (structs of plain fields, strings,
+// byte slices; see the package documentation), which touches much less
+// memory than msgpack/v5 does. It is safe for concurrent use.
+type Decoder[V any] struct {
+	f    *Format
+	fast fastDecodeFn // nil: V is msgpack/v5's alone
+}
+
+// NewDecoder returns a Decoder of values of type V for f.
+func NewDecoder[V any](f *Format) *Decoder[V] {
+	return &Decoder[V]{f: f, fast: compileTop(reflect.TypeFor[V]())}
+}
+
+// Decode returns the value in data: what [Format.Decode] leaves in a zero
+// V, with the same errors.
+func (d *Decoder[V]) Decode(data []byte) (V, error) {
+	var v V
+	c, payload, err := d.f.payload(data)
+	if err != nil {
+		return v, err
+	}
+	if d.fast != nil && c.ID() == msgpackID {
+		if decodeFast(d.fast, payload, unsafe.Pointer(&v)) {
+			return v, nil
+		}
+		var zero V
+		v = zero
+	}
+	err = unmarshal(c, payload, &v)
+	return v, err
 }
 
 // unmarshal calls c.Unmarshal and turns its error or panic into an error

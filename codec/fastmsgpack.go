@@ -1,0 +1,811 @@
+package codec
+
+import (
+	"encoding"
+	"encoding/binary"
+	"math"
+	"reflect"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/vmihailenco/msgpack/v5"
+	"github.com/vmihailenco/msgpack/v5/msgpcode"
+	"github.com/vmihailenco/tagparser/v2"
+)
+
+// A Format decodes [Msgpack] payloads through a decoder compiled for the
+// target's type when it can, and through msgpack/v5 otherwise. Both give
+// the same result: the compiled decoder does what msgpack/v5 does for the
+// types and the bytes it handles, and hands everything else back.
+//
+// Why: msgpack/v5 decodes by reflection, through an io.Reader, looking
+// each type up in global maps; a far hit of a small struct spent several
+// microseconds there, a third of tier's cost over a raw GET. The compiled
+// decoder reads the bytes in place, writes fields at their offsets, and
+// touches little memory, which matters most right after a network wait,
+// when the caches are cold (BenchmarkFarHitSteps in the root package).
+//
+// What it handles (anything else is msgpack/v5's):
+//   - the target: a pointer to a zero struct, string or []byte (the zero
+//     value is what tier always decodes into; a partly filled target would
+//     need msgpack/v5's merging rules);
+//   - inside it: bool, integers, floats, strings, []byte, slices, maps
+//     with string or integer keys, pointers, structs and time.Time, built
+//     from one another without recursion;
+//   - struct fields named as msgpack/v5 names them (the msgpack tag, else
+//     the json tag, else the field name; tags parsed by the same parser),
+//     with no embedded fields and no intern or alias options;
+//   - no type, at any depth, that implements msgpack.CustomDecoder,
+//     msgpack.Unmarshaler, encoding.BinaryUnmarshaler or
+//     encoding.TextUnmarshaler (except time.Time, decoded as msgpack/v5's
+//     registered timestamp extension does).
+//
+// On bytes it does not expect (an array-encoded struct, an extension, a
+// repeated field name, a type mismatch) it stops, the target is zeroed
+// again, and msgpack/v5 decodes from the start, so errors come from
+// msgpack/v5 alone. A type given its own decoder through msgpack.Register
+// cannot be detected: implement msgpack.CustomDecoder instead, which is.
+type fastPlans struct {
+	m sync.Map // reflect.Type of the pointer → fastDecodeFn, or nil
+}
+
+// fastDecodeFn decodes one value from d into the value at p, and reports
+// false when it cannot (p may then hold part of the value).
+type fastDecodeFn func(d *fastDecoder, p unsafe.Pointer) bool
+
+// decode decodes data into v, a non-nil pointer, and reports whether it
+// did; when it did not, *v is as it was.
+func (fp *fastPlans) decode(data []byte, v any) bool {
+	t := reflect.TypeOf(v)
+	var fn fastDecodeFn
+	if got, ok := fp.m.Load(t); ok {
+		fn = got.(fastDecodeFn)
+	} else {
+		fn = compileTop(t.Elem())
+		fp.m.Store(t, fn)
+	}
+	if fn == nil {
+		return false
+	}
+	ptr := reflect.ValueOf(v)
+	rv := ptr.Elem()
+	if !rv.IsZero() {
+		return false
+	}
+	if !decodeFast(fn, data, ptr.UnsafePointer()) {
+		rv.SetZero()
+		return false
+	}
+	return true
+}
+
+// decodeFast decodes data with fn into the zero value at p, and reports
+// whether it did; when it did not, p may hold part of the value. Like
+// Msgpack.Unmarshal, it takes only data that checkMsgpack accepts: its
+// reads check every length, it refuses trailing bytes, and skip refuses
+// what checkExt refuses and nesting past maxMsgpackDepth.
+func decodeFast(fn fastDecodeFn, data []byte, p unsafe.Pointer) bool {
+	// Pooled: the calls through fn would move a local decoder to the heap.
+	d := fastDecoders.Get().(*fastDecoder)
+	*d = fastDecoder{b: data}
+	ok := fn(d, p) && d.i == len(data)
+	*d = fastDecoder{}
+	fastDecoders.Put(d)
+	return ok
+}
+
+var fastDecoders = sync.Pool{New: func() any { return new(fastDecoder) }}
+
+var (
+	timeType       = reflect.TypeFor[time.Time]()
+	stringType     = reflect.TypeFor[string]()
+	customDecoders = []reflect.Type{
+		reflect.TypeFor[msgpack.CustomDecoder](),
+		reflect.TypeFor[msgpack.Unmarshaler](),
+		reflect.TypeFor[encoding.BinaryUnmarshaler](),
+		reflect.TypeFor[encoding.TextUnmarshaler](),
+	}
+)
+
+// compileTop returns the decoder of a target of type t, or nil. Only the
+// kinds whose top-level decoding msgpack/v5 does the same way as a field's
+// are taken.
+func compileTop(t reflect.Type) fastDecodeFn {
+	switch {
+	case t == timeType: // msgpack/v5 also reads legacy forms at the top
+		return nil
+	case t.Kind() == reflect.Struct, t.Kind() == reflect.String,
+		t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8:
+		return compile(t, map[reflect.Type]bool{})
+	}
+	return nil
+}
+
+// hasCustomDecoder reports whether msgpack/v5 decodes t through a method.
+func hasCustomDecoder(t reflect.Type) bool {
+	pt := reflect.PointerTo(t)
+	for _, it := range customDecoders {
+		if t.Implements(it) || pt.Implements(it) {
+			return true
+		}
+	}
+	return false
+}
+
+// compile returns the decoder of a value of type t, or nil when the fast
+// path does not take t. open holds the types being compiled, to refuse
+// recursive types.
+func compile(t reflect.Type, open map[reflect.Type]bool) fastDecodeFn {
+	switch {
+	case t == timeType:
+		return decodeTime
+	case t.Kind() == reflect.Pointer && t.Elem() == timeType:
+		// msgpack/v5 looks for the registered decoder of the element
+		// before the methods of the pointer (which has UnmarshalText).
+		return pointerDecoder(timeType, decodeTime)
+	}
+	if open[t] || hasCustomDecoder(t) {
+		return nil
+	}
+	open[t] = true
+	defer delete(open, t)
+	switch t.Kind() {
+	case reflect.Bool:
+		return decodeBool
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return intDecoder(t)
+	case reflect.Float32:
+		return decodeFloat32
+	case reflect.Float64:
+		return decodeFloat64
+	case reflect.String:
+		return decodeString
+	case reflect.Slice:
+		switch {
+		case t.Elem().Kind() == reflect.Uint8:
+			return decodeBytes
+		case t.Elem() == stringType:
+			return decodeStrings
+		}
+		if elem := compile(t.Elem(), open); elem != nil {
+			return sliceDecoder(t, elem)
+		}
+	case reflect.Map:
+		switch t.Key().Kind() {
+		case reflect.String, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			key, elem := compile(t.Key(), open), compile(t.Elem(), open)
+			if key != nil && elem != nil {
+				return mapDecoder(t, key, elem)
+			}
+		}
+	case reflect.Pointer:
+		if elem := compile(t.Elem(), open); elem != nil {
+			return pointerDecoder(t.Elem(), elem)
+		}
+	case reflect.Struct:
+		return structDecoder(t, open)
+	}
+	return nil
+}
+
+// fastField is a struct field as msgpack/v5 names it.
+type fastField struct {
+	name   string
+	offset uintptr
+	decode fastDecodeFn
+}
+
+func structDecoder(t reflect.Type, open map[reflect.Type]bool) fastDecodeFn {
+	var fields []fastField
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tagStr := f.Tag.Get("msgpack")
+		if tagStr == "" {
+			tagStr = f.Tag.Get("json") // the Msgpack codec's fallback tag
+		}
+		tag := tagparser.Parse(tagStr)
+		if tag.Name == "-" || !f.IsExported() && !f.Anonymous {
+			continue // as msgpack/v5 leaves them
+		}
+		if f.Anonymous || tag.HasOption("intern") || tag.HasOption("alias") {
+			return nil // inlined fields and other names: msgpack/v5's rules
+		}
+		dec := compile(f.Type, open)
+		if dec == nil {
+			return nil
+		}
+		name := tag.Name
+		if name == "" {
+			name = f.Name
+		}
+		ff := fastField{name: name, offset: f.Offset, decode: dec}
+		// A later field of the same name replaces the earlier one, as in
+		// msgpack/v5's map of fields.
+		if j := indexOfField(fields, name); j >= 0 {
+			fields[j] = ff
+		} else {
+			fields = append(fields, ff)
+		}
+	}
+	if len(fields) > 64 { // seen, below, is one bit per field
+		return nil
+	}
+	return func(d *fastDecoder, p unsafe.Pointer) bool {
+		c, ok := d.code()
+		if !ok {
+			return false
+		}
+		var n int
+		switch {
+		case c == msgpcode.Nil: // the zero struct, which p holds
+			return true
+		case msgpcode.IsFixedMap(c):
+			n = int(c & msgpcode.FixedMapMask)
+		case c == msgpcode.Map16 || c == msgpcode.Map32:
+			if n, ok = d.length(c); !ok {
+				return false
+			}
+		default: // an array-encoded struct, or not a struct
+			return false
+		}
+		if !d.enter(n) {
+			return false
+		}
+		defer d.leave(n)
+		var seen uint64
+		for range n {
+			name, ok := d.key()
+			if !ok {
+				return false
+			}
+			j := indexOfFieldBytes(fields, name)
+			if j < 0 {
+				if !d.skip() {
+					return false
+				}
+				continue
+			}
+			// A repeated name makes msgpack/v5 decode into what the first
+			// one left, by rules of its own: let it.
+			if seen&(1<<j) != 0 {
+				return false
+			}
+			seen |= 1 << j
+			if !fields[j].decode(d, unsafe.Add(p, fields[j].offset)) {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+func indexOfField(fields []fastField, name string) int {
+	for i := range fields {
+		if fields[i].name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+func indexOfFieldBytes(fields []fastField, name []byte) int {
+	for i := range fields {
+		if fields[i].name == string(name) {
+			return i
+		}
+	}
+	return -1
+}
+
+// fastDecoder reads MessagePack from b, starting at i.
+type fastDecoder struct {
+	b     []byte
+	i     int
+	depth int // containers of one item or more around i
+}
+
+// enter notes the start of a container of n items and reports whether
+// checkMsgpack allows it; leave notes its end.
+func (d *fastDecoder) enter(n int) bool {
+	if n == 0 {
+		return true
+	}
+	d.depth++
+	return d.depth <= maxMsgpackDepth
+}
+
+func (d *fastDecoder) leave(n int) {
+	if n > 0 {
+		d.depth--
+	}
+}
+
+func (d *fastDecoder) code() (byte, bool) {
+	if d.i >= len(d.b) {
+		return 0, false
+	}
+	c := d.b[d.i]
+	d.i++
+	return c, true
+}
+
+// next returns the next n bytes.
+func (d *fastDecoder) next(n int) ([]byte, bool) {
+	if n < 0 || n > len(d.b)-d.i {
+		return nil, false
+	}
+	b := d.b[d.i : d.i+n : d.i+n]
+	d.i += n
+	return b, true
+}
+
+// length reads the length that follows a code of 8, 16 or 32 bits of
+// length: str, bin, array, map and ext codes.
+func (d *fastDecoder) length(c byte) (int, bool) {
+	var size int
+	switch c {
+	case msgpcode.Str8, msgpcode.Bin8, msgpcode.Ext8:
+		size = 1
+	case msgpcode.Str16, msgpcode.Bin16, msgpcode.Array16, msgpcode.Map16, msgpcode.Ext16:
+		size = 2
+	case msgpcode.Str32, msgpcode.Bin32, msgpcode.Array32, msgpcode.Map32, msgpcode.Ext32:
+		size = 4
+	default:
+		return 0, false
+	}
+	b, ok := d.next(size)
+	if !ok {
+		return 0, false
+	}
+	switch size {
+	case 1:
+		return int(b[0]), true
+	case 2:
+		return int(binary.BigEndian.Uint16(b)), true
+	}
+	return int(binary.BigEndian.Uint32(b)), true
+}
+
+// bytes reads a str or bin value, as msgpack/v5's bytesLen does: nil is
+// reported as null.
+func (d *fastDecoder) bytes() (b []byte, null, ok bool) {
+	c, ok := d.code()
+	if !ok {
+		return nil, false, false
+	}
+	var n int
+	switch {
+	case c == msgpcode.Nil:
+		return nil, true, true
+	case msgpcode.IsFixedString(c):
+		n = int(c & msgpcode.FixedStrMask)
+	default:
+		switch c {
+		case msgpcode.Str8, msgpcode.Str16, msgpcode.Str32, msgpcode.Bin8, msgpcode.Bin16, msgpcode.Bin32:
+		default:
+			return nil, false, false
+		}
+		if n, ok = d.length(c); !ok {
+			return nil, false, false
+		}
+	}
+	b, ok = d.next(n)
+	return b, false, ok
+}
+
+// key reads a struct field name: msgpack/v5 reads nil as "".
+func (d *fastDecoder) key() ([]byte, bool) {
+	b, _, ok := d.bytes()
+	return b, ok
+}
+
+// int reads an integer as msgpack/v5's Decoder.int does: any integer code,
+// and nil as 0.
+func (d *fastDecoder) int(c byte) (int64, bool) {
+	if c == msgpcode.Nil {
+		return 0, true
+	}
+	if msgpcode.IsFixedNum(c) {
+		return int64(int8(c)), true
+	}
+	var size int
+	switch c {
+	case msgpcode.Uint8, msgpcode.Int8:
+		size = 1
+	case msgpcode.Uint16, msgpcode.Int16:
+		size = 2
+	case msgpcode.Uint32, msgpcode.Int32:
+		size = 4
+	case msgpcode.Uint64, msgpcode.Int64:
+		size = 8
+	default:
+		return 0, false
+	}
+	b, ok := d.next(size)
+	if !ok {
+		return 0, false
+	}
+	switch c {
+	case msgpcode.Uint8:
+		return int64(b[0]), true
+	case msgpcode.Int8:
+		return int64(int8(b[0])), true
+	case msgpcode.Uint16:
+		return int64(binary.BigEndian.Uint16(b)), true
+	case msgpcode.Int16:
+		return int64(int16(binary.BigEndian.Uint16(b))), true
+	case msgpcode.Uint32:
+		return int64(binary.BigEndian.Uint32(b)), true
+	case msgpcode.Int32:
+		return int64(int32(binary.BigEndian.Uint32(b))), true
+	}
+	return int64(binary.BigEndian.Uint64(b)), true
+}
+
+func decodeBool(d *fastDecoder, p unsafe.Pointer) bool {
+	c, ok := d.code()
+	switch {
+	case !ok:
+		return false
+	case c == msgpcode.True:
+		*(*bool)(p) = true
+	case c != msgpcode.False && c != msgpcode.Nil:
+		return false
+	}
+	return true
+}
+
+// intDecoder decodes into an integer of t's kind; msgpack/v5 truncates to
+// the width (SetInt, SetUint), and so does this. Its unsigned decoding
+// gives the same bits as the signed one.
+func intDecoder(t reflect.Type) fastDecodeFn {
+	size := t.Size()
+	return func(d *fastDecoder, p unsafe.Pointer) bool {
+		c, ok := d.code()
+		if !ok {
+			return false
+		}
+		n, ok := d.int(c)
+		if !ok {
+			return false
+		}
+		switch size {
+		case 1:
+			*(*uint8)(p) = uint8(n)
+		case 2:
+			*(*uint16)(p) = uint16(n)
+		case 4:
+			*(*uint32)(p) = uint32(n)
+		default:
+			*(*uint64)(p) = uint64(n)
+		}
+		return true
+	}
+}
+
+func decodeFloat32(d *fastDecoder, p unsafe.Pointer) bool {
+	c, ok := d.code()
+	if !ok {
+		return false
+	}
+	if c == msgpcode.Float {
+		b, ok := d.next(4)
+		if ok {
+			*(*float32)(p) = math.Float32frombits(binary.BigEndian.Uint32(b))
+		}
+		return ok
+	}
+	n, ok := d.int(c) // a double is an error in msgpack/v5
+	if ok {
+		*(*float32)(p) = float32(n)
+	}
+	return ok
+}
+
+func decodeFloat64(d *fastDecoder, p unsafe.Pointer) bool {
+	c, ok := d.code()
+	if !ok {
+		return false
+	}
+	switch c {
+	case msgpcode.Float:
+		b, ok := d.next(4)
+		if ok {
+			*(*float64)(p) = float64(math.Float32frombits(binary.BigEndian.Uint32(b)))
+		}
+		return ok
+	case msgpcode.Double:
+		b, ok := d.next(8)
+		if ok {
+			*(*float64)(p) = math.Float64frombits(binary.BigEndian.Uint64(b))
+		}
+		return ok
+	}
+	n, ok := d.int(c)
+	if ok {
+		*(*float64)(p) = float64(n)
+	}
+	return ok
+}
+
+func decodeString(d *fastDecoder, p unsafe.Pointer) bool {
+	b, _, ok := d.bytes()
+	if ok && len(b) > 0 {
+		*(*string)(p) = string(b)
+	}
+	return ok
+}
+
+// decodeBytes decodes into a nil slice of bytes: nil stays nil, an empty
+// str or bin value is an empty slice (msgpack/v5's readN).
+func decodeBytes(d *fastDecoder, p unsafe.Pointer) bool {
+	b, null, ok := d.bytes()
+	if ok && !null {
+		*(*[]byte)(p) = append(make([]byte, 0, len(b)), b...)
+	}
+	return ok
+}
+
+// decodeStrings decodes a []string as msgpack/v5's decodeStringSlicePtr
+// does into a nil one: nil leaves it nil, and an empty array makes it
+// empty, not nil.
+func decodeStrings(d *fastDecoder, p unsafe.Pointer) bool {
+	n, null, ok := d.arrayLen()
+	if !ok || null {
+		return ok
+	}
+	if !d.enter(n) {
+		return false
+	}
+	defer d.leave(n)
+	ss := make([]string, n)
+	for i := range ss {
+		if !decodeString(d, unsafe.Pointer(&ss[i])) {
+			return false
+		}
+	}
+	*(*[]string)(p) = ss
+	return true
+}
+
+// arrayLen reads an array header; nil is reported as null. A length
+// greater than the bytes left (each item takes one at least) is refused,
+// so that what it makes stays in proportion to the data.
+func (d *fastDecoder) arrayLen() (n int, null, ok bool) {
+	c, ok := d.code()
+	if !ok {
+		return 0, false, false
+	}
+	switch {
+	case c == msgpcode.Nil:
+		return 0, true, true
+	case msgpcode.IsFixedArray(c):
+		n = int(c & msgpcode.FixedArrayMask)
+	case c == msgpcode.Array16 || c == msgpcode.Array32:
+		if n, ok = d.length(c); !ok {
+			return 0, false, false
+		}
+	default:
+		return 0, false, false
+	}
+	return n, false, n <= len(d.b)-d.i
+}
+
+func sliceDecoder(t reflect.Type, elem fastDecodeFn) fastDecodeFn {
+	size := t.Elem().Size()
+	return func(d *fastDecoder, p unsafe.Pointer) bool {
+		n, null, ok := d.arrayLen()
+		if !ok || null {
+			return ok
+		}
+		if !d.enter(n) {
+			return false
+		}
+		defer d.leave(n)
+		s := reflect.MakeSlice(t, n, n)
+		base := s.UnsafePointer()
+		for i := range n {
+			if !elem(d, unsafe.Add(base, uintptr(i)*size)) {
+				return false
+			}
+		}
+		reflect.NewAt(t, p).Elem().Set(s)
+		return true
+	}
+}
+
+func mapDecoder(t reflect.Type, key, elem fastDecodeFn) fastDecodeFn {
+	kt, et := t.Key(), t.Elem()
+	return func(d *fastDecoder, p unsafe.Pointer) bool {
+		c, ok := d.code()
+		if !ok {
+			return false
+		}
+		var n int
+		switch {
+		case c == msgpcode.Nil:
+			return true
+		case msgpcode.IsFixedMap(c):
+			n = int(c & msgpcode.FixedMapMask)
+		case c == msgpcode.Map16 || c == msgpcode.Map32:
+			if n, ok = d.length(c); !ok {
+				return false
+			}
+		default: // msgpack/v5 reads some extensions as maps: let it
+			return false
+		}
+		if n > len(d.b)-d.i {
+			return false
+		}
+		if !d.enter(n) {
+			return false
+		}
+		defer d.leave(n)
+		m := reflect.MakeMapWithSize(t, n)
+		for range n {
+			// Fresh key and value each time, as msgpack/v5 makes them.
+			k, v := reflect.New(kt), reflect.New(et)
+			if !key(d, k.UnsafePointer()) || !elem(d, v.UnsafePointer()) {
+				return false
+			}
+			m.SetMapIndex(k.Elem(), v.Elem())
+		}
+		reflect.NewAt(t, p).Elem().Set(m)
+		return true
+	}
+}
+
+func pointerDecoder(elemType reflect.Type, elem fastDecodeFn) fastDecodeFn {
+	return func(d *fastDecoder, p unsafe.Pointer) bool {
+		if d.i < len(d.b) && d.b[d.i] == msgpcode.Nil {
+			d.i++
+			return true // the nil pointer p holds
+		}
+		v := reflect.New(elemType)
+		if !elem(d, v.UnsafePointer()) {
+			return false
+		}
+		*(*unsafe.Pointer)(p) = v.UnsafePointer()
+		return true
+	}
+}
+
+// decodeTime decodes msgpack/v5's timestamp extension (-1) as the decoder
+// it registers for time.Time does: in time.Local, and the zero instant in
+// UTC.
+func decodeTime(d *fastDecoder, p unsafe.Pointer) bool {
+	c, ok := d.code()
+	if !ok {
+		return false
+	}
+	var n int
+	switch c {
+	case msgpcode.FixExt4:
+		n = 4
+	case msgpcode.FixExt8:
+		n = 8
+	case msgpcode.Ext8:
+		if n, ok = d.length(c); !ok {
+			return false
+		}
+	default:
+		return false
+	}
+	id, ok := d.code()
+	if !ok || int8(id) != -1 {
+		return false
+	}
+	b, ok := d.next(n)
+	if !ok {
+		return false
+	}
+	var tm time.Time
+	switch n {
+	case 4:
+		tm = time.Unix(int64(binary.BigEndian.Uint32(b)), 0)
+	case 8:
+		v := binary.BigEndian.Uint64(b)
+		tm = time.Unix(int64(v&0x00000003ffffffff), int64(v>>34))
+	case 12:
+		tm = time.Unix(int64(binary.BigEndian.Uint64(b[4:])), int64(binary.BigEndian.Uint32(b)))
+	default:
+		return false
+	}
+	if tm.IsZero() {
+		tm = tm.UTC()
+	}
+	*(*time.Time)(p) = tm
+	return true
+}
+
+// skip reads past one value, as msgpack/v5's Decoder.Skip does.
+func (d *fastDecoder) skip() bool {
+	c, ok := d.code()
+	if !ok {
+		return false
+	}
+	switch {
+	case msgpcode.IsFixedNum(c):
+		return true
+	case msgpcode.IsFixedMap(c):
+		return d.skipItems(2 * int(c&msgpcode.FixedMapMask))
+	case msgpcode.IsFixedArray(c):
+		return d.skipItems(int(c & msgpcode.FixedArrayMask))
+	case msgpcode.IsFixedString(c):
+		_, ok = d.next(int(c & msgpcode.FixedStrMask))
+		return ok
+	}
+	var n int
+	switch c {
+	case msgpcode.Nil, msgpcode.False, msgpcode.True:
+		return true
+	case msgpcode.Uint8, msgpcode.Int8:
+		n = 1
+	case msgpcode.Uint16, msgpcode.Int16:
+		n = 2
+	case msgpcode.Uint32, msgpcode.Int32, msgpcode.Float:
+		n = 4
+	case msgpcode.Uint64, msgpcode.Int64, msgpcode.Double:
+		n = 8
+	case msgpcode.FixExt1:
+		return d.skipExt(1, true)
+	case msgpcode.FixExt2:
+		return d.skipExt(2, false)
+	case msgpcode.FixExt4:
+		return d.skipExt(4, false)
+	case msgpcode.FixExt8:
+		return d.skipExt(8, false)
+	case msgpcode.FixExt16:
+		return d.skipExt(16, false)
+	case msgpcode.Str8, msgpcode.Str16, msgpcode.Str32, msgpcode.Bin8, msgpcode.Bin16, msgpcode.Bin32:
+		if n, ok = d.length(c); !ok {
+			return false
+		}
+	case msgpcode.Ext8, msgpcode.Ext16, msgpcode.Ext32:
+		if n, ok = d.length(c); !ok {
+			return false
+		}
+		return d.skipExt(n, false)
+	case msgpcode.Array16, msgpcode.Array32:
+		if n, ok = d.length(c); !ok {
+			return false
+		}
+		return d.skipItems(n)
+	case msgpcode.Map16, msgpcode.Map32:
+		if n, ok = d.length(c); !ok {
+			return false
+		}
+		return d.skipItems(2 * n)
+	default:
+		return false
+	}
+	_, ok = d.next(n)
+	return ok
+}
+
+func (d *fastDecoder) skipItems(n int) bool {
+	if n > len(d.b)-d.i || !d.enter(n) {
+		return false
+	}
+	for range n {
+		if !d.skip() {
+			return false
+		}
+	}
+	d.leave(n)
+	return true
+}
+
+// skipExt reads past an extension body of n bytes after its type, or
+// refuses it as checkExt does: an empty body, or an interned string's
+// index (fixext is the fixext 1 code).
+func (d *fastDecoder) skipExt(n int, fixext bool) bool {
+	if n == 0 || d.i >= len(d.b) || fixext && d.b[d.i] == internedStringExt {
+		return false
+	}
+	_, ok := d.next(1 + n)
+	return ok
+}
