@@ -66,7 +66,9 @@ type Options struct {
 	// not apply there. Default: 8 MiB.
 	MaxValueBytes int
 
-	// FarTimeout bounds each Redis operation. Default: 100ms.
+	// FarTimeout bounds each Redis operation (see remote.Options.Timeout:
+	// operations under a context that cannot be cancelled may take up to a
+	// millisecond more). Default: 100ms.
 	FarTimeout time.Duration
 
 	// LoadTimeout bounds a load, which runs detached from the callers that

@@ -40,7 +40,10 @@ type Options struct {
 
 	// Timeout bounds each operation, including its retries inside the
 	// client: the Store derives a context that ends after Timeout, unless
-	// the caller's context already has an earlier deadline. It must not be
+	// the caller's context already has an earlier deadline. Operations whose
+	// context cannot be cancelled (context.Background, or only values over
+	// it) share one timer per millisecond instead of making one each, and
+	// so may end up to a millisecond after Timeout. It must not be
 	// negative.
 	//
 	// Default: 100ms (DefaultTimeout).

@@ -42,6 +42,8 @@ type Store struct {
 	prefix  string // ns + ":"
 	timeout time.Duration
 
+	deadlines *deadlines // bounds operations by timeout
+
 	// singleNode is true when all keys live on one server, so one multi-key
 	// command may name any of them. On a cluster or a ring, a multi-key
 	// command spanning slots or shards fails or reaches the wrong shard.
@@ -93,6 +95,7 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 		ns:         o.Namespace,
 		prefix:     o.Namespace + ":",
 		timeout:    o.Timeout,
+		deadlines:  &deadlines{timeout: o.Timeout},
 		singleNode: singleNode,
 	}, nil
 }
@@ -357,12 +360,9 @@ func (s *Store) Delete(ctx context.Context, keys ...string) error {
 }
 
 // bound returns ctx limited to the Store's timeout, unless ctx already ends
-// sooner.
+// sooner (see deadlines).
 func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
-	if d, ok := ctx.Deadline(); ok && time.Until(d) <= s.timeout {
-		return ctx, func() {}
-	}
-	return context.WithTimeout(ctx, s.timeout)
+	return s.deadlines.bound(ctx)
 }
 
 // readItem turns the replies to GET and PTTL of one key into an item. The
