@@ -129,6 +129,7 @@ type Cache[V any] struct {
 	far        *remote.Store   // nil: near-only
 	bus        *invalidate.Bus // nil: no cross-replica invalidation
 	format     *codec.Format
+	decoder    *codec.Decoder[V] // format's, for V
 	log        *slog.Logger
 
 	// nearOK is false while invalidations may be lost (the subscription is
@@ -176,7 +177,7 @@ func New[V any](opts Options) (*Cache[V], error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
-	c := &Cache[V]{opts: o, format: format, log: o.Logger, flights: map[string]*flight[V]{}}
+	c := &Cache[V]{opts: o, format: format, decoder: codec.NewDecoder[V](format), log: o.Logger, flights: map[string]*flight[V]{}}
 	c.refreshBelow = time.Duration(o.RefreshAhead * float64(o.NearTTL))
 	if o.Redis != nil {
 		c.far, err = remote.New(o.Redis, remote.Options{Namespace: o.Namespace, Timeout: o.FarTimeout})
@@ -1095,7 +1096,8 @@ func (c *Cache[V]) decode(key string, data []byte) (v V, absent, ok bool) {
 	if codec.IsTombstone(data) {
 		return v, true, true
 	}
-	if err := c.format.Decode(data, &v); err != nil {
+	v, err := c.decoder.Decode(data)
+	if err != nil {
 		c.stats.corrupt.Add(1)
 		c.log.Warn("tier: corrupt value in Redis; reloading", "key", key, "err", err)
 		var zero V
