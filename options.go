@@ -67,8 +67,8 @@ type Options struct {
 	MaxValueBytes int
 
 	// FarTimeout bounds each Redis operation (see remote.Options.Timeout:
-	// operations under a context that cannot be cancelled may take up to a
-	// millisecond more). Default: 100ms.
+	// operations under a context that cannot be cancelled may take up to
+	// 1/64 of it more). Default: 100ms.
 	FarTimeout time.Duration
 
 	// LoadTimeout bounds a load, which runs detached from the callers that

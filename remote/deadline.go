@@ -6,10 +6,8 @@ import (
 	"time"
 )
 
-// deadlineGrain is how much later than Options.Timeout an operation whose
-// context cannot be cancelled may end: the operations that start within
-// one grain share one timer.
-const deadlineGrain = time.Millisecond
+// minDeadlineGrain is the least grain of a deadlines: see newDeadlines.
+const minDeadlineGrain = time.Millisecond
 
 // deadlines bounds operations whose callers' contexts cannot be cancelled
 // (context.Background, or values over it) without a timer for each.
@@ -18,15 +16,24 @@ const deadlineGrain = time.Millisecond
 // operation, and starts and stops the timer: about 3µs of a far hit of
 // 55µs on a loopback redis-server (BenchmarkFarHitSteps in the root
 // package), mostly cache misses right after the network wait. Here the
-// operations that start within one deadlineGrain share one Done channel,
-// closed by one timer deadlineGrain after the first of their deadlines; a
+// operations that start within one grain share one Done channel, closed by
+// one timer a grain after the first of their deadlines; a
 // context with values is wrapped (one small allocation), context.Background
 // is not wrapped at all. The bound is the same for every wait inside
 // go-redis (pool, dial, retry back-off), since they all watch Done, and the
 // socket deadlines come from Deadline.
 type deadlines struct {
 	timeout time.Duration
+	grain   time.Duration // how much later than timeout an operation may end
 	cur     atomic.Pointer[deadlineSlot]
+}
+
+// newDeadlines returns deadlines for timeout, with a grain of 1/64 of it
+// (at least a millisecond): an operation ends at most that much after its
+// timeout, and a slot, whose timer costs about as much as a far hit's
+// decode, is made at most once per grain.
+func newDeadlines(timeout time.Duration) *deadlines {
+	return &deadlines{timeout: timeout, grain: max(timeout/64, minDeadlineGrain)}
 }
 
 // noCancel is the CancelFunc of contexts that need no cancelling.
@@ -44,7 +51,7 @@ func (ds *deadlines) bound(ctx context.Context) (context.Context, context.Cancel
 	deadline := now.Add(ds.timeout)
 	slot := ds.cur.Load()
 	if slot == nil || slot.at.Before(deadline) {
-		slot = newDeadlineSlot(deadline.Add(deadlineGrain), ds.timeout+deadlineGrain)
+		slot = newDeadlineSlot(deadline.Add(ds.grain), ds.timeout+ds.grain)
 		ds.cur.Store(slot) // racing stores leave some valid slot
 	}
 	if ctx == context.Background() || ctx == context.TODO() {

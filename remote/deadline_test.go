@@ -8,7 +8,7 @@ import (
 )
 
 func TestDeadlinesWithoutCancellation(t *testing.T) {
-	ds := &deadlines{timeout: time.Hour}
+	ds := newDeadlines(time.Hour)
 	type key struct{}
 	for name, parent := range map[string]context.Context{
 		"background": context.Background(),
@@ -24,8 +24,8 @@ func TestDeadlinesWithoutCancellation(t *testing.T) {
 			ctx, cancel := ds.bound(parent)
 			defer cancel()
 			d, ok := ctx.Deadline()
-			if !ok || d.Before(start.Add(time.Hour)) || d.After(time.Now().Add(time.Hour+deadlineGrain)) {
-				t.Errorf("Deadline() = %v, %v; want Timeout from now, rounded up by at most %v", d, ok, deadlineGrain)
+			if !ok || d.Before(start.Add(time.Hour)) || d.After(time.Now().Add(time.Hour+ds.grain)) {
+				t.Errorf("Deadline() = %v, %v; want Timeout from now, rounded up by at most %v", d, ok, ds.grain)
 			}
 			if ctx.Err() != nil || isDone(ctx) {
 				t.Errorf("a new context is done: %v", ctx.Err())
@@ -40,20 +40,20 @@ func TestDeadlinesWithoutCancellation(t *testing.T) {
 // TestDeadlinesShareTimers: operations without cancellation allocate no
 // context, timer or channel of their own.
 func TestDeadlinesShareTimers(t *testing.T) {
-	ds := &deadlines{timeout: time.Hour}
+	ds := newDeadlines(time.Hour)
 	allocs := testing.AllocsPerRun(1000, func() {
 		_, cancel := ds.bound(context.Background())
 		cancel()
 	})
-	// One slot (three allocations) per millisecond at most, over a
-	// thousand calls: well under one per call on average.
+	// One slot (three allocations) per grain (a minute here) at most,
+	// over a thousand calls: well under one per call on average.
 	if allocs >= 1 {
 		t.Errorf("%v allocations per bound, want none", allocs)
 	}
 }
 
 func TestDeadlinesEnd(t *testing.T) {
-	ds := &deadlines{timeout: 5 * time.Millisecond}
+	ds := newDeadlines(5 * time.Millisecond)
 	ctx, cancel := ds.bound(context.Background())
 	defer cancel()
 	d, _ := ctx.Deadline()
@@ -85,7 +85,7 @@ func TestDeadlineSlotErrEndsIt(t *testing.T) {
 }
 
 func TestDeadlinesCancellableParent(t *testing.T) {
-	ds := &deadlines{timeout: time.Hour}
+	ds := newDeadlines(time.Hour)
 	parent, cancelParent := context.WithCancel(context.Background())
 	ctx, cancel := ds.bound(parent)
 	defer cancel()

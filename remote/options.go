@@ -42,9 +42,9 @@ type Options struct {
 	// client: the Store derives a context that ends after Timeout, unless
 	// the caller's context already has an earlier deadline. Operations whose
 	// context cannot be cancelled (context.Background, or only values over
-	// it) share one timer per millisecond instead of making one each, and
-	// so may end up to a millisecond after Timeout. It must not be
-	// negative.
+	// it) share one timer per 1/64 of Timeout (at least a millisecond)
+	// instead of making one each, and so may end that much after Timeout.
+	// It must not be negative.
 	//
 	// Default: 100ms (DefaultTimeout).
 	Timeout time.Duration

@@ -95,7 +95,7 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 		ns:         o.Namespace,
 		prefix:     o.Namespace + ":",
 		timeout:    o.Timeout,
-		deadlines:  &deadlines{timeout: o.Timeout},
+		deadlines:  newDeadlines(o.Timeout),
 		singleNode: singleNode,
 	}, nil
 }
