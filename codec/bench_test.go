@@ -63,6 +63,22 @@ func BenchmarkDecode(b *testing.B) {
 			}
 		})
 	}
+	// The typed Decoder that tier uses: no type lookup, no zero check, and
+	// the value on the stack.
+	b.Run("msgpack-Decoder", func(b *testing.B) {
+		f := mustNew(b, Options{})
+		data, err := f.Encode(benchValue)
+		if err != nil {
+			b.Fatal(err)
+		}
+		d := NewDecoder[benchUser](f)
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := d.Decode(data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("msgpack.Unmarshal", func(b *testing.B) {
 		data, err := msgpack.Marshal(benchValue)
 		if err != nil {

@@ -47,25 +47,21 @@ import (
 // msgpack/v5 alone. A type given its own decoder through msgpack.Register
 // cannot be detected: implement msgpack.CustomDecoder instead, which is.
 type fastPlans struct {
-	m sync.Map // reflect.Type of the pointer → fastDecodeFn, or nil
+	m sync.Map // reflect.Type of the pointer → *fastNode, or nil
 }
-
-// fastDecodeFn decodes one value from d into the value at p, and reports
-// false when it cannot (p may then hold part of the value).
-type fastDecodeFn func(d *fastDecoder, p unsafe.Pointer) bool
 
 // decode decodes data into v, a non-nil pointer, and reports whether it
 // did; when it did not, *v is as it was.
 func (fp *fastPlans) decode(data []byte, v any) bool {
 	t := reflect.TypeOf(v)
-	var fn fastDecodeFn
+	var n *fastNode
 	if got, ok := fp.m.Load(t); ok {
-		fn = got.(fastDecodeFn)
+		n = got.(*fastNode)
 	} else {
-		fn = compileTop(t.Elem())
-		fp.m.Store(t, fn)
+		n = compileTop(t.Elem())
+		fp.m.Store(t, n)
 	}
-	if fn == nil {
+	if n == nil {
 		return false
 	}
 	ptr := reflect.ValueOf(v)
@@ -73,29 +69,26 @@ func (fp *fastPlans) decode(data []byte, v any) bool {
 	if !rv.IsZero() {
 		return false
 	}
-	if !decodeFast(fn, data, ptr.UnsafePointer()) {
+	if !decodeFast(n, data, ptr.UnsafePointer()) {
 		rv.SetZero()
 		return false
 	}
 	return true
 }
 
-// decodeFast decodes data with fn into the zero value at p, and reports
+// decodeFast decodes data as n says into the zero value at p, and reports
 // whether it did; when it did not, p may hold part of the value. Like
 // Msgpack.Unmarshal, it takes only data that checkMsgpack accepts: its
 // reads check every length, it refuses trailing bytes, and skip refuses
 // what checkExt refuses and nesting past maxMsgpackDepth.
-func decodeFast(fn fastDecodeFn, data []byte, p unsafe.Pointer) bool {
-	// Pooled: the calls through fn would move a local decoder to the heap.
-	d := fastDecoders.Get().(*fastDecoder)
-	*d = fastDecoder{b: data}
-	ok := fn(d, p) && d.i == len(data)
-	*d = fastDecoder{}
-	fastDecoders.Put(d)
-	return ok
+//
+// The decoding is one recursive method over plan nodes rather than
+// closures, so that neither p nor the decoder escapes: a caller's target
+// stays on its stack.
+func decodeFast(n *fastNode, data []byte, p unsafe.Pointer) bool {
+	d := fastDecoder{b: data}
+	return d.value(n, p) && d.i == len(data)
 }
-
-var fastDecoders = sync.Pool{New: func() any { return new(fastDecoder) }}
 
 var (
 	timeType       = reflect.TypeFor[time.Time]()
@@ -108,10 +101,55 @@ var (
 	}
 )
 
-// compileTop returns the decoder of a target of type t, or nil. Only the
+// fastKind is what a fastNode decodes.
+type fastKind uint8
+
+const (
+	fastBool fastKind = iota
+	fastInt           // any integer kind, size bytes wide
+	fastFloat32
+	fastFloat64
+	fastString
+	fastBytes   // a slice of a byte kind
+	fastStrings // []string exactly, which msgpack/v5 decodes its own way
+	fastSlice
+	fastMap
+	fastPointer
+	fastStruct
+	fastTime
+)
+
+// fastNode is the plan of the decoding of one type.
+type fastNode struct {
+	kind   fastKind
+	size   uintptr      // fastInt: width; fastSlice: element size
+	typ    reflect.Type // fastSlice, fastMap: the type; fastPointer: the element's
+	elem   *fastNode    // fastSlice, fastMap: elements; fastPointer: the element
+	key    *fastNode    // fastMap: keys
+	fields []fastField  // fastStruct
+}
+
+// fastField is a struct field as msgpack/v5 names it.
+type fastField struct {
+	name   string
+	offset uintptr
+	node   *fastNode
+}
+
+var (
+	boolNode    = &fastNode{kind: fastBool}
+	float32Node = &fastNode{kind: fastFloat32}
+	float64Node = &fastNode{kind: fastFloat64}
+	stringNode  = &fastNode{kind: fastString}
+	bytesNode   = &fastNode{kind: fastBytes}
+	stringsNode = &fastNode{kind: fastStrings}
+	timeNode    = &fastNode{kind: fastTime}
+)
+
+// compileTop returns the plan for a target of type t, or nil. Only the
 // kinds whose top-level decoding msgpack/v5 does the same way as a field's
 // are taken.
-func compileTop(t reflect.Type) fastDecodeFn {
+func compileTop(t reflect.Type) *fastNode {
 	switch {
 	case t == timeType: // msgpack/v5 also reads legacy forms at the top
 		return nil
@@ -133,17 +171,17 @@ func hasCustomDecoder(t reflect.Type) bool {
 	return false
 }
 
-// compile returns the decoder of a value of type t, or nil when the fast
+// compile returns the plan of a value of type t, or nil when the fast
 // path does not take t. open holds the types being compiled, to refuse
 // recursive types.
-func compile(t reflect.Type, open map[reflect.Type]bool) fastDecodeFn {
+func compile(t reflect.Type, open map[reflect.Type]bool) *fastNode {
 	switch {
 	case t == timeType:
-		return decodeTime
+		return timeNode
 	case t.Kind() == reflect.Pointer && t.Elem() == timeType:
 		// msgpack/v5 looks for the registered decoder of the element
 		// before the methods of the pointer (which has UnmarshalText).
-		return pointerDecoder(timeType, decodeTime)
+		return &fastNode{kind: fastPointer, typ: timeType, elem: timeNode}
 	}
 	if open[t] || hasCustomDecoder(t) {
 		return nil
@@ -152,25 +190,27 @@ func compile(t reflect.Type, open map[reflect.Type]bool) fastDecodeFn {
 	defer delete(open, t)
 	switch t.Kind() {
 	case reflect.Bool:
-		return decodeBool
+		return boolNode
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return intDecoder(t)
+		// msgpack/v5 truncates to the width (SetInt, SetUint), and so does
+		// this; its unsigned decoding gives the same bits as the signed.
+		return &fastNode{kind: fastInt, size: t.Size()}
 	case reflect.Float32:
-		return decodeFloat32
+		return float32Node
 	case reflect.Float64:
-		return decodeFloat64
+		return float64Node
 	case reflect.String:
-		return decodeString
+		return stringNode
 	case reflect.Slice:
 		switch {
 		case t.Elem().Kind() == reflect.Uint8:
-			return decodeBytes
+			return bytesNode
 		case t.Elem() == stringType:
-			return decodeStrings
+			return stringsNode
 		}
 		if elem := compile(t.Elem(), open); elem != nil {
-			return sliceDecoder(t, elem)
+			return &fastNode{kind: fastSlice, typ: t, size: t.Elem().Size(), elem: elem}
 		}
 	case reflect.Map:
 		switch t.Key().Kind() {
@@ -178,27 +218,20 @@ func compile(t reflect.Type, open map[reflect.Type]bool) fastDecodeFn {
 			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 			key, elem := compile(t.Key(), open), compile(t.Elem(), open)
 			if key != nil && elem != nil {
-				return mapDecoder(t, key, elem)
+				return &fastNode{kind: fastMap, typ: t, key: key, elem: elem}
 			}
 		}
 	case reflect.Pointer:
 		if elem := compile(t.Elem(), open); elem != nil {
-			return pointerDecoder(t.Elem(), elem)
+			return &fastNode{kind: fastPointer, typ: t.Elem(), elem: elem}
 		}
 	case reflect.Struct:
-		return structDecoder(t, open)
+		return compileStruct(t, open)
 	}
 	return nil
 }
 
-// fastField is a struct field as msgpack/v5 names it.
-type fastField struct {
-	name   string
-	offset uintptr
-	decode fastDecodeFn
-}
-
-func structDecoder(t reflect.Type, open map[reflect.Type]bool) fastDecodeFn {
+func compileStruct(t reflect.Type, open map[reflect.Type]bool) *fastNode {
 	var fields []fastField
 	for i := range t.NumField() {
 		f := t.Field(i)
@@ -213,15 +246,15 @@ func structDecoder(t reflect.Type, open map[reflect.Type]bool) fastDecodeFn {
 		if f.Anonymous || tag.HasOption("intern") || tag.HasOption("alias") {
 			return nil // inlined fields and other names: msgpack/v5's rules
 		}
-		dec := compile(f.Type, open)
-		if dec == nil {
+		node := compile(f.Type, open)
+		if node == nil {
 			return nil
 		}
 		name := tag.Name
 		if name == "" {
 			name = f.Name
 		}
-		ff := fastField{name: name, offset: f.Offset, decode: dec}
+		ff := fastField{name: name, offset: f.Offset, node: node}
 		// A later field of the same name replaces the earlier one, as in
 		// msgpack/v5's map of fields.
 		if j := indexOfField(fields, name); j >= 0 {
@@ -230,56 +263,10 @@ func structDecoder(t reflect.Type, open map[reflect.Type]bool) fastDecodeFn {
 			fields = append(fields, ff)
 		}
 	}
-	if len(fields) > 64 { // seen, below, is one bit per field
+	if len(fields) > 64 { // structValue's seen is one bit per field
 		return nil
 	}
-	return func(d *fastDecoder, p unsafe.Pointer) bool {
-		c, ok := d.code()
-		if !ok {
-			return false
-		}
-		var n int
-		switch {
-		case c == msgpcode.Nil: // the zero struct, which p holds
-			return true
-		case msgpcode.IsFixedMap(c):
-			n = int(c & msgpcode.FixedMapMask)
-		case c == msgpcode.Map16 || c == msgpcode.Map32:
-			if n, ok = d.length(c); !ok {
-				return false
-			}
-		default: // an array-encoded struct, or not a struct
-			return false
-		}
-		if !d.enter(n) {
-			return false
-		}
-		defer d.leave(n)
-		var seen uint64
-		for range n {
-			name, ok := d.key()
-			if !ok {
-				return false
-			}
-			j := indexOfFieldBytes(fields, name)
-			if j < 0 {
-				if !d.skip() {
-					return false
-				}
-				continue
-			}
-			// A repeated name makes msgpack/v5 decode into what the first
-			// one left, by rules of its own: let it.
-			if seen&(1<<j) != 0 {
-				return false
-			}
-			seen |= 1 << j
-			if !fields[j].decode(d, unsafe.Add(p, fields[j].offset)) {
-				return false
-			}
-		}
-		return true
-	}
+	return &fastNode{kind: fastStruct, fields: fields}
 }
 
 func indexOfField(fields []fastField, name string) int {
@@ -304,7 +291,8 @@ func indexOfFieldBytes(fields []fastField, name []byte) int {
 type fastDecoder struct {
 	b     []byte
 	i     int
-	depth int // containers of one item or more around i
+	depth int    // containers of one item or more around i
+	arena string // a copy of b that small payloads' strings share, once made
 }
 
 // enter notes the start of a container of n items and reports whether
@@ -445,7 +433,39 @@ func (d *fastDecoder) int(c byte) (int64, bool) {
 	return int64(binary.BigEndian.Uint64(b)), true
 }
 
-func decodeBool(d *fastDecoder, p unsafe.Pointer) bool {
+// value decodes one value as n says into the value at p, and reports
+// false when it cannot (p may then hold part of the value).
+func (d *fastDecoder) value(n *fastNode, p unsafe.Pointer) bool {
+	switch n.kind {
+	case fastBool:
+		return d.boolValue(p)
+	case fastInt:
+		return d.intValue(n.size, p)
+	case fastFloat32:
+		return d.float32Value(p)
+	case fastFloat64:
+		return d.float64Value(p)
+	case fastString:
+		return d.stringValue(p)
+	case fastBytes:
+		return d.bytesValue(p)
+	case fastStrings:
+		return d.stringsValue(p)
+	case fastSlice:
+		return d.sliceValue(n, p)
+	case fastMap:
+		return d.mapValue(n, p)
+	case fastPointer:
+		return d.pointerValue(n, p)
+	case fastStruct:
+		return d.structValue(n.fields, p)
+	case fastTime:
+		return d.timeValue(p)
+	}
+	return false
+}
+
+func (d *fastDecoder) boolValue(p unsafe.Pointer) bool {
 	c, ok := d.code()
 	switch {
 	case !ok:
@@ -458,35 +478,29 @@ func decodeBool(d *fastDecoder, p unsafe.Pointer) bool {
 	return true
 }
 
-// intDecoder decodes into an integer of t's kind; msgpack/v5 truncates to
-// the width (SetInt, SetUint), and so does this. Its unsigned decoding
-// gives the same bits as the signed one.
-func intDecoder(t reflect.Type) fastDecodeFn {
-	size := t.Size()
-	return func(d *fastDecoder, p unsafe.Pointer) bool {
-		c, ok := d.code()
-		if !ok {
-			return false
-		}
-		n, ok := d.int(c)
-		if !ok {
-			return false
-		}
-		switch size {
-		case 1:
-			*(*uint8)(p) = uint8(n)
-		case 2:
-			*(*uint16)(p) = uint16(n)
-		case 4:
-			*(*uint32)(p) = uint32(n)
-		default:
-			*(*uint64)(p) = uint64(n)
-		}
-		return true
+func (d *fastDecoder) intValue(size uintptr, p unsafe.Pointer) bool {
+	c, ok := d.code()
+	if !ok {
+		return false
 	}
+	n, ok := d.int(c)
+	if !ok {
+		return false
+	}
+	switch size {
+	case 1:
+		*(*uint8)(p) = uint8(n)
+	case 2:
+		*(*uint16)(p) = uint16(n)
+	case 4:
+		*(*uint32)(p) = uint32(n)
+	default:
+		*(*uint64)(p) = uint64(n)
+	}
+	return true
 }
 
-func decodeFloat32(d *fastDecoder, p unsafe.Pointer) bool {
+func (d *fastDecoder) float32Value(p unsafe.Pointer) bool {
 	c, ok := d.code()
 	if !ok {
 		return false
@@ -505,7 +519,7 @@ func decodeFloat32(d *fastDecoder, p unsafe.Pointer) bool {
 	return ok
 }
 
-func decodeFloat64(d *fastDecoder, p unsafe.Pointer) bool {
+func (d *fastDecoder) float64Value(p unsafe.Pointer) bool {
 	c, ok := d.code()
 	if !ok {
 		return false
@@ -531,17 +545,31 @@ func decodeFloat64(d *fastDecoder, p unsafe.Pointer) bool {
 	return ok
 }
 
-func decodeString(d *fastDecoder, p unsafe.Pointer) bool {
+// arenaMax is the largest payload whose strings share one allocation: a
+// copy of the payload, which each string then keeps alive. Above it each
+// string is allocated on its own, so that a small string never pins a
+// large payload.
+const arenaMax = 512
+
+func (d *fastDecoder) stringValue(p unsafe.Pointer) bool {
 	b, _, ok := d.bytes()
-	if ok && len(b) > 0 {
-		*(*string)(p) = string(b)
+	if !ok || len(b) == 0 {
+		return ok
 	}
-	return ok
+	if len(d.b) > arenaMax {
+		*(*string)(p) = string(b)
+		return true
+	}
+	if d.arena == "" {
+		d.arena = string(d.b)
+	}
+	*(*string)(p) = d.arena[d.i-len(b) : d.i] // b ends at i
+	return true
 }
 
-// decodeBytes decodes into a nil slice of bytes: nil stays nil, an empty
+// bytesValue decodes into a nil slice of bytes: nil stays nil, an empty
 // str or bin value is an empty slice (msgpack/v5's readN).
-func decodeBytes(d *fastDecoder, p unsafe.Pointer) bool {
+func (d *fastDecoder) bytesValue(p unsafe.Pointer) bool {
 	b, null, ok := d.bytes()
 	if ok && !null {
 		*(*[]byte)(p) = append(make([]byte, 0, len(b)), b...)
@@ -549,10 +577,16 @@ func decodeBytes(d *fastDecoder, p unsafe.Pointer) bool {
 	return ok
 }
 
-// decodeStrings decodes a []string as msgpack/v5's decodeStringSlicePtr
+// sliceHeader is the layout of a slice.
+type sliceHeader struct {
+	data     unsafe.Pointer
+	len, cap int
+}
+
+// stringsValue decodes a []string as msgpack/v5's decodeStringSlicePtr
 // does into a nil one: nil leaves it nil, and an empty array makes it
 // empty, not nil.
-func decodeStrings(d *fastDecoder, p unsafe.Pointer) bool {
+func (d *fastDecoder) stringsValue(p unsafe.Pointer) bool {
 	n, null, ok := d.arrayLen()
 	if !ok || null {
 		return ok
@@ -560,13 +594,13 @@ func decodeStrings(d *fastDecoder, p unsafe.Pointer) bool {
 	if !d.enter(n) {
 		return false
 	}
-	defer d.leave(n)
 	ss := make([]string, n)
 	for i := range ss {
-		if !decodeString(d, unsafe.Pointer(&ss[i])) {
+		if !d.stringValue(unsafe.Pointer(&ss[i])) {
 			return false
 		}
 	}
+	d.leave(n)
 	*(*[]string)(p) = ss
 	return true
 }
@@ -594,89 +628,125 @@ func (d *fastDecoder) arrayLen() (n int, null, ok bool) {
 	return n, false, n <= len(d.b)-d.i
 }
 
-func sliceDecoder(t reflect.Type, elem fastDecodeFn) fastDecodeFn {
-	size := t.Elem().Size()
-	return func(d *fastDecoder, p unsafe.Pointer) bool {
-		n, null, ok := d.arrayLen()
-		if !ok || null {
-			return ok
-		}
-		if !d.enter(n) {
+func (d *fastDecoder) sliceValue(node *fastNode, p unsafe.Pointer) bool {
+	n, null, ok := d.arrayLen()
+	if !ok || null {
+		return ok
+	}
+	if !d.enter(n) {
+		return false
+	}
+	base := reflect.MakeSlice(node.typ, n, n).UnsafePointer()
+	for i := range n {
+		if !d.value(node.elem, unsafe.Add(base, uintptr(i)*node.size)) {
 			return false
 		}
-		defer d.leave(n)
-		s := reflect.MakeSlice(t, n, n)
-		base := s.UnsafePointer()
-		for i := range n {
-			if !elem(d, unsafe.Add(base, uintptr(i)*size)) {
-				return false
-			}
-		}
-		reflect.NewAt(t, p).Elem().Set(s)
-		return true
 	}
+	d.leave(n)
+	*(*sliceHeader)(p) = sliceHeader{data: base, len: n, cap: n}
+	return true
 }
 
-func mapDecoder(t reflect.Type, key, elem fastDecodeFn) fastDecodeFn {
-	kt, et := t.Key(), t.Elem()
-	return func(d *fastDecoder, p unsafe.Pointer) bool {
-		c, ok := d.code()
+func (d *fastDecoder) mapValue(node *fastNode, p unsafe.Pointer) bool {
+	c, ok := d.code()
+	if !ok {
+		return false
+	}
+	var n int
+	switch {
+	case c == msgpcode.Nil:
+		return true
+	case msgpcode.IsFixedMap(c):
+		n = int(c & msgpcode.FixedMapMask)
+	case c == msgpcode.Map16 || c == msgpcode.Map32:
+		if n, ok = d.length(c); !ok {
+			return false
+		}
+	default: // msgpack/v5 reads some extensions as maps: let it
+		return false
+	}
+	if n > len(d.b)-d.i || !d.enter(n) {
+		return false
+	}
+	kt, et := node.typ.Key(), node.typ.Elem()
+	m := reflect.MakeMapWithSize(node.typ, n)
+	for range n {
+		// Fresh key and value each time, as msgpack/v5 makes them.
+		k, v := reflect.New(kt), reflect.New(et)
+		if !d.value(node.key, k.UnsafePointer()) || !d.value(node.elem, v.UnsafePointer()) {
+			return false
+		}
+		m.SetMapIndex(k.Elem(), v.Elem())
+	}
+	d.leave(n)
+	*(*unsafe.Pointer)(p) = m.UnsafePointer() // a map is one pointer
+	return true
+}
+
+func (d *fastDecoder) pointerValue(node *fastNode, p unsafe.Pointer) bool {
+	if d.i < len(d.b) && d.b[d.i] == msgpcode.Nil {
+		d.i++
+		return true // the nil pointer p holds
+	}
+	v := reflect.New(node.typ).UnsafePointer()
+	if !d.value(node.elem, v) {
+		return false
+	}
+	*(*unsafe.Pointer)(p) = v
+	return true
+}
+
+func (d *fastDecoder) structValue(fields []fastField, p unsafe.Pointer) bool {
+	c, ok := d.code()
+	if !ok {
+		return false
+	}
+	var n int
+	switch {
+	case c == msgpcode.Nil: // the zero struct, which p holds
+		return true
+	case msgpcode.IsFixedMap(c):
+		n = int(c & msgpcode.FixedMapMask)
+	case c == msgpcode.Map16 || c == msgpcode.Map32:
+		if n, ok = d.length(c); !ok {
+			return false
+		}
+	default: // an array-encoded struct, or not a struct
+		return false
+	}
+	if !d.enter(n) {
+		return false
+	}
+	var seen uint64
+	for range n {
+		name, ok := d.key()
 		if !ok {
 			return false
 		}
-		var n int
-		switch {
-		case c == msgpcode.Nil:
-			return true
-		case msgpcode.IsFixedMap(c):
-			n = int(c & msgpcode.FixedMapMask)
-		case c == msgpcode.Map16 || c == msgpcode.Map32:
-			if n, ok = d.length(c); !ok {
+		j := indexOfFieldBytes(fields, name)
+		if j < 0 {
+			if !d.skip() {
 				return false
 			}
-		default: // msgpack/v5 reads some extensions as maps: let it
+			continue
+		}
+		// A repeated name makes msgpack/v5 decode into what the first one
+		// left, by rules of its own: let it.
+		if seen&(1<<j) != 0 {
 			return false
 		}
-		if n > len(d.b)-d.i {
+		seen |= 1 << j
+		if !d.value(fields[j].node, unsafe.Add(p, fields[j].offset)) {
 			return false
 		}
-		if !d.enter(n) {
-			return false
-		}
-		defer d.leave(n)
-		m := reflect.MakeMapWithSize(t, n)
-		for range n {
-			// Fresh key and value each time, as msgpack/v5 makes them.
-			k, v := reflect.New(kt), reflect.New(et)
-			if !key(d, k.UnsafePointer()) || !elem(d, v.UnsafePointer()) {
-				return false
-			}
-			m.SetMapIndex(k.Elem(), v.Elem())
-		}
-		reflect.NewAt(t, p).Elem().Set(m)
-		return true
 	}
+	d.leave(n)
+	return true
 }
 
-func pointerDecoder(elemType reflect.Type, elem fastDecodeFn) fastDecodeFn {
-	return func(d *fastDecoder, p unsafe.Pointer) bool {
-		if d.i < len(d.b) && d.b[d.i] == msgpcode.Nil {
-			d.i++
-			return true // the nil pointer p holds
-		}
-		v := reflect.New(elemType)
-		if !elem(d, v.UnsafePointer()) {
-			return false
-		}
-		*(*unsafe.Pointer)(p) = v.UnsafePointer()
-		return true
-	}
-}
-
-// decodeTime decodes msgpack/v5's timestamp extension (-1) as the decoder
-// it registers for time.Time does: in time.Local, and the zero instant in
-// UTC.
-func decodeTime(d *fastDecoder, p unsafe.Pointer) bool {
+// timeValue decodes msgpack/v5's timestamp extension (-1) as the decoder it
+// registers for time.Time does: in time.Local, and the zero instant in UTC.
+func (d *fastDecoder) timeValue(p unsafe.Pointer) bool {
 	c, ok := d.code()
 	if !ok {
 		return false

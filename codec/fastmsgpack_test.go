@@ -360,3 +360,39 @@ func TestDecoderMatchesFormatDecode(t *testing.T) {
 		}
 	}
 }
+
+// TestDecoderStringArena: the strings of a small payload share one
+// allocation, a copy of the payload; those of a large one are allocated on
+// their own, so that a short string never keeps a large payload alive.
+func TestDecoderStringArena(t *testing.T) {
+	type three struct {
+		A, B, C string
+		Blob    []byte
+	}
+	f := mustNew(t, Options{})
+	d := NewDecoder[three](f)
+	for _, tt := range []struct {
+		name   string
+		blob   int
+		allocs float64
+	}{
+		{"small payload: one copy for the strings, one for the bytes", 10, 2},
+		{"large payload: one for each string, one for the bytes", 2 * arenaMax, 4},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			data, err := f.Encode(three{A: "alpha", B: "beta", C: "gamma", Blob: make([]byte, tt.blob)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := testing.AllocsPerRun(100, func() {
+				v, err := d.Decode(data)
+				if err != nil || v.A != "alpha" || v.B != "beta" || v.C != "gamma" || len(v.Blob) != tt.blob {
+					t.Fatalf("Decode = %+v, %v", v, err)
+				}
+			})
+			if got != tt.allocs {
+				t.Errorf("%v allocations per Decode, want %v", got, tt.allocs)
+			}
+		})
+	}
+}

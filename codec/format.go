@@ -351,7 +351,7 @@ func (f *Format) payload(data []byte) (Codec, []byte, error) {
 // memory than msgpack/v5 does. It is safe for concurrent use.
 type Decoder[V any] struct {
 	f    *Format
-	fast fastDecodeFn // nil: V is msgpack/v5's alone
+	fast *fastNode // nil: V is msgpack/v5's alone
 }
 
 // NewDecoder returns a Decoder of values of type V for f.
@@ -362,18 +362,19 @@ func NewDecoder[V any](f *Format) *Decoder[V] {
 // Decode returns the value in data: what [Format.Decode] leaves in a zero
 // V, with the same errors.
 func (d *Decoder[V]) Decode(data []byte) (V, error) {
-	var v V
 	c, payload, err := d.f.payload(data)
 	if err != nil {
-		return v, err
+		var zero V
+		return zero, err
 	}
 	if d.fast != nil && c.ID() == msgpackID {
+		// v stays on the stack: decodeFast keeps no pointer to it.
+		var v V
 		if decodeFast(d.fast, payload, unsafe.Pointer(&v)) {
 			return v, nil
 		}
-		var zero V
-		v = zero
 	}
+	var v V // escapes, through unmarshal's interface
 	err = unmarshal(c, payload, &v)
 	return v, err
 }
