@@ -139,6 +139,9 @@ type Cache[V any] struct {
 
 	mu      sync.Mutex
 	flights map[string]*flight[V]
+	// spare holds flights that finished with no one but their leader
+	// knowing them (see fetchStale): a far hit then makes no flight.
+	spare sync.Pool
 	// inFlight is len(flights), readable without mu: a change of a key
 	// detaches its flight, and with none in flight that costs no lock.
 	inFlight atomic.Int64
@@ -663,7 +666,10 @@ func (c *Cache[V]) fetchStale(ctx context.Context, key string, loader Loader[V],
 		c.mu.Unlock()
 		return c.await(ctx, f, done, stale)
 	}
-	f := &flight[V]{}
+	f, _ := c.spare.Get().(*flight[V])
+	if f == nil {
+		f = new(flight[V])
+	}
 	c.flights[key] = f
 	c.inFlight.Store(int64(len(c.flights)))
 	c.wg.Add(1)
@@ -676,7 +682,10 @@ func (c *Cache[V]) fetchStale(ctx context.Context, key string, loader Loader[V],
 	guard := c.near.StartFill()
 	r, state, err := c.lookup(ctx, key, guard)
 	if state.hit {
-		c.finish(key, f, r, err)
+		if !c.finish(key, f, r, err) {
+			*f = flight[V]{}
+			c.spare.Put(f)
+		}
 		return r, err
 	}
 	if state.stale != nil {
@@ -769,8 +778,10 @@ func (f *flight[V]) doneLocked() <-chan struct{} {
 	return f.done
 }
 
-// finish publishes a flight's result to its waiters.
-func (c *Cache[V]) finish(key string, f *flight[V], r Result[V], err error) {
+// finish publishes a flight's result to its waiters, and reports whether
+// there were any: if not, no one but the caller holds f (a waiter gets f
+// from flights, under mu, and makes its done channel there).
+func (c *Cache[V]) finish(key string, f *flight[V], r Result[V], err error) (waited bool) {
 	f.res, f.err = r, err
 	c.mu.Lock()
 	if c.flights[key] == f { // not detached and replaced
@@ -784,6 +795,7 @@ func (c *Cache[V]) finish(key string, f *flight[V], r Result[V], err error) {
 		close(done)
 	}
 	c.wg.Done()
+	return done != nil
 }
 
 // detach takes the flights of keys, if any, out of reach of later
