@@ -123,3 +123,25 @@ func ExampleIsTombstone() {
 	// "\x01\x00\x80" true
 	// true false
 }
+
+// A Decoder reads values of one type: what Format.Decode does into a new
+// value, with the type's work done once.
+func ExampleDecoder() {
+	f, err := codec.New(codec.Options{})
+	if err != nil {
+		panic(err)
+	}
+	data, err := f.Encode(user{ID: 7, Name: "Ada"})
+	if err != nil {
+		panic(err)
+	}
+	users := codec.NewDecoder[user](f)
+	u, err := users.Decode(data)
+	fmt.Println(u.ID, u.Name, err)
+
+	_, err = users.Decode(data[:len(data)-1]) // a byte short
+	fmt.Println(errors.Is(err, codec.ErrCorrupt))
+	// Output:
+	// 7 Ada <nil>
+	// true
+}

@@ -344,11 +344,10 @@ func (f *Format) payload(data []byte) (Codec, []byte, error) {
 }
 
 // A Decoder decodes the values of one type V that a [Format] reads: it is
-// Format.Decode into a new V, with the type's work done once. For a value
-// written by [Msgpack] it uses a decoder compiled for V when msgpack/v5
-// would decode V by reflection alone (structs of plain fields, strings,
-// byte slices; see the package documentation), which touches much less
-// memory than msgpack/v5 does. It is safe for concurrent use.
+// Format.Decode into a new V, with the type's work done once and, for a
+// value written by [Msgpack] of a type the compiled decoder takes (see
+// "Decoding speed" in the package documentation), the V on the stack. It
+// is safe for concurrent use.
 type Decoder[V any] struct {
 	f    *Format
 	fast *fastNode // nil: V is msgpack/v5's alone
