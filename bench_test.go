@@ -406,9 +406,11 @@ func BenchmarkNearHitPaired(b *testing.B) {
 
 // BenchmarkFarHitSteps splits BenchmarkFarHitPaired's gap into its parts:
 // it alternates, in one loop, a raw GET, the same GET under a
-// context.WithTimeout deadline (what Options.FarTimeout costs),
-// remote.Store.GetValue, GetValue followed by the decode, and the whole
-// far hit through Fetch, and reports the median of each.
+// context.WithTimeout deadline (what Options.FarTimeout would cost with a
+// timer per operation), remote.Store.GetValue (the FarTimeout bound as it
+// is: shared timers for a context that cannot be cancelled), GetValue
+// followed by the decode, and the whole far hit through Fetch, and reports
+// the median of each.
 func BenchmarkFarHitSteps(b *testing.B) {
 	c, client, loader := benchFarCache(b)
 	ctx := context.Background()
