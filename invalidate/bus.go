@@ -436,12 +436,16 @@ func (b *Bus) receive(ps *redis.PubSub) (confirmed bool, why error) {
 	pinged := false
 	// Up once the channel, and the keyspace pattern if any, are confirmed.
 	gotChannel, gotPattern := false, b.opts.Keyspace == ""
+	// The context bounds what the read timeout does not: a reconnection's
+	// handshake with a server that never answers. One context serves the
+	// receives of half a HealthInterval, each getting at least 1.5×
+	// HealthInterval of it: a context.WithTimeout per message (a timer and
+	// a child of b.ctx) cost a receiver several microseconds once caches
+	// were cold after the wait, on the path of every invalidation.
+	rc := renewingContext{parent: b.ctx, timeout: 2 * b.opts.HealthInterval, renewEvery: b.opts.HealthInterval / 2}
+	defer rc.stop()
 	for {
-		// The context bounds what the timeout does not: a reconnection's
-		// handshake with a server that never answers.
-		rctx, cancel := context.WithTimeout(b.ctx, 2*b.opts.HealthInterval)
-		msg, err := ps.ReceiveTimeout(rctx, b.opts.HealthInterval)
-		cancel()
+		msg, err := ps.ReceiveTimeout(rc.get(), b.opts.HealthInterval)
 		if err != nil {
 			if b.ctx.Err() != nil {
 				return confirmed, nil
@@ -565,4 +569,32 @@ func (b *Bus) dispatch(payload string) {
 		return
 	}
 	b.handler.Invalidate(m.Keys)
+}
+
+// renewingContext hands out a context that ends timeout after it was made,
+// made anew every renewEvery: each one it hands out has at least
+// timeout-renewEvery left.
+type renewingContext struct {
+	parent     context.Context
+	timeout    time.Duration
+	renewEvery time.Duration
+
+	ctx     context.Context
+	cancel  context.CancelFunc
+	renewAt time.Time
+}
+
+func (r *renewingContext) get() context.Context {
+	if now := time.Now(); r.ctx == nil || !now.Before(r.renewAt) {
+		r.stop()
+		r.ctx, r.cancel = context.WithTimeout(r.parent, r.timeout)
+		r.renewAt = now.Add(r.renewEvery)
+	}
+	return r.ctx
+}
+
+func (r *renewingContext) stop() {
+	if r.cancel != nil {
+		r.cancel()
+	}
 }
