@@ -67,10 +67,11 @@
 // msgpack/v5 decodes by reflection, through an io.Reader, looking each type
 // up in global maps. For a value written by [Msgpack], [Format.Decode] and
 // a [Decoder] instead use a decoder compiled once per target type whenever
-// msgpack/v5 would decode that type by reflection alone: structs of plain
-// exported fields (bool, integers, floats, strings, byte slices, slices,
-// maps with string or integer keys, pointers, nested structs, time.Time),
-// strings and byte slices, decoded into a zero value. It reads the payload
+// msgpack/v5 would decode that type by reflection alone: bool, integers,
+// floats, strings, byte slices, slices, maps with string or integer keys,
+// pointers, time.Time and structs of such exported fields, decoded into a
+// zero value (a time.Time target itself is left to msgpack/v5, which
+// accepts older forms there). It reads the payload
 // in place, and the strings of a payload of at most 512 bytes share one
 // copy of it. On anything else, a type with decoding methods, embedded
 // fields or intern tags, an array-encoded struct, a repeated field name, or

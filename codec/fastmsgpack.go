@@ -27,9 +27,9 @@ import (
 // when the caches are cold (BenchmarkFarHitSteps in the root package).
 //
 // What it handles (anything else is msgpack/v5's):
-//   - the target: a pointer to a zero struct, string or []byte (the zero
-//     value is what tier always decodes into; a partly filled target would
-//     need msgpack/v5's merging rules);
+//   - the target: a pointer to a zero value of a type it takes, other than
+//     time.Time itself (the zero value is what tier always decodes into; a
+//     partly filled target would need msgpack/v5's merging rules);
 //   - inside it: bool, integers, floats, strings, []byte, slices, maps
 //     with string or integer keys, pointers, structs and time.Time, built
 //     from one another without recursion;
@@ -146,18 +146,14 @@ var (
 	timeNode    = &fastNode{kind: fastTime}
 )
 
-// compileTop returns the plan for a target of type t, or nil. Only the
-// kinds whose top-level decoding msgpack/v5 does the same way as a field's
-// are taken.
+// compileTop returns the plan for a target of type t, or nil. msgpack/v5
+// decodes a target as it decodes a field of its type, with one exception:
+// a time.Time target also takes a legacy array and an RFC 3339 string.
 func compileTop(t reflect.Type) *fastNode {
-	switch {
-	case t == timeType: // msgpack/v5 also reads legacy forms at the top
+	if t == timeType {
 		return nil
-	case t.Kind() == reflect.Struct, t.Kind() == reflect.String,
-		t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8:
-		return compile(t, map[reflect.Type]bool{})
 	}
-	return nil
+	return compile(t, map[reflect.Type]bool{})
 }
 
 // hasCustomDecoder reports whether msgpack/v5 decodes t through a method.

@@ -126,7 +126,8 @@ func TestFastDecoderMatchesMsgpack(t *testing.T) {
 			t.Errorf("the compiled decoder declined %T written by msgpack/v5", v)
 		}
 	}
-	for _, v := range []any{"a string", []byte("bytes"), fastInner{A: 1}} {
+	for _, v := range []any{"a string", []byte("bytes"), fastInner{A: 1}, -5, int8(-3), uint64(1 << 63), true,
+		float32(1.5), 2.5, time.Second, map[string]int{"a": 1}, []string{"x"}, []fastInner{{A: 2}}, &fastInner{B: "p"}} {
 		data, err := Msgpack{}.Marshal(v)
 		if err != nil {
 			t.Fatal(err)
@@ -255,9 +256,7 @@ func TestFastDecoderDeclinesTypes(t *testing.T) {
 		}{"x"}},
 		{"recursive type", fastTree{Kids: []fastTree{{}}}},
 		{"array field", struct{ A [2]int }{[2]int{1, 2}}},
-		{"top-level int", 5},
 		{"top-level time", time.Unix(1, 0)},
-		{"top-level map", map[string]int{"a": 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -318,6 +317,10 @@ func FuzzFastDecoder(f *testing.F) {
 		func() any { return new(fastInner) },
 		func() any { return new(string) },
 		func() any { return new([]byte) },
+		func() any { return new(int) },
+		func() any { return new(float32) },
+		func() any { return new(map[string]int) },
+		func() any { return new([]*fastInner) },
 	}
 	var plans fastPlans
 	f.Fuzz(func(t *testing.T, data []byte) {
