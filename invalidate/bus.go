@@ -268,16 +268,18 @@ func (b *Bus) UpdateFrames(keys []string, values [][]byte) ([][]byte, error) {
 // frames splits keys (and values, if not nil) into frames under
 // MaxMessageBytes.
 func (b *Bus) frames(keys []string, values [][]byte) ([][]byte, error) {
-	var frames [][]byte
+	frames := make([][]byte, 0, 1)
 	start := 0
 	size := frameOverhead + len(b.opts.Namespace)
 	sent := time.Now()
-	frame := func(i, j int) []byte {
+	// frame encodes keys[i:j] into a buffer of size bytes, an upper bound
+	// of its length: one allocation, not a growth per field.
+	frame := func(i, j, size int) []byte {
 		m := Message{Keys: keys[i:j], Namespace: b.opts.Namespace, Origin: b.id, Sent: sent}
 		if values != nil {
 			m.Values = values[i:j]
 		}
-		return AppendFrame(nil, m)
+		return AppendFrame(make([]byte, 0, size), m)
 	}
 	for i, k := range keys {
 		need := len(k) + binary.MaxVarintLen64
@@ -288,12 +290,12 @@ func (b *Bus) frames(keys []string, values [][]byte) ([][]byte, error) {
 			return nil, fmt.Errorf("invalidate: key of %d bytes (and its value) does not fit in MaxMessageBytes (%d)", len(k), b.opts.MaxMessageBytes)
 		}
 		if size+need > b.opts.MaxMessageBytes {
-			frames = append(frames, frame(start, i))
+			frames = append(frames, frame(start, i, size))
 			start, size = i, frameOverhead+len(b.opts.Namespace)
 		}
 		size += need
 	}
-	return append(frames, frame(start, len(keys))), nil
+	return append(frames, frame(start, len(keys), size)), nil
 }
 
 func (b *Bus) publish(ctx context.Context, frames [][]byte) error {

@@ -386,6 +386,12 @@ func TestUpdateFramesSplitAndBound(t *testing.T) {
 	if _, err := b.UpdateFrames([]string{"a", "b"}, [][]byte{nil}); err == nil {
 		t.Fatal("2 keys and 1 value made frames")
 	}
+	// One frame is two allocations, the list and the frame, each made at
+	// its size: a Set's message is on the path of every propagation.
+	one := [][]byte{make([]byte, 60)}
+	if n := testing.AllocsPerRun(100, func() { b.UpdateFrames(keys[:1], one) }); n != 2 {
+		t.Errorf("UpdateFrames of one key made %v allocations, want 2", n)
+	}
 }
 
 // A sharded Bus (SSUBSCRIBE/SPUBLISH) carries messages, skips its own, and
