@@ -35,6 +35,16 @@ func BenchmarkEncode(b *testing.B) {
 			}
 		})
 	}
+	// The typed Encoder that tier uses.
+	b.Run("msgpack-Encoder", func(b *testing.B) {
+		e := NewEncoder[benchUser](mustNew(b, Options{}))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := e.Encode(benchValue); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	// The cost of msgpack alone, to compare with.
 	b.Run("msgpack.Marshal", func(b *testing.B) {
 		b.ReportAllocs()

@@ -62,22 +62,27 @@
 // see [Msgpack] and [JSON] for how each treats integers, times, nil and
 // struct fields.
 //
-// # Decoding speed
+// # Encoding and decoding speed
 //
-// msgpack/v5 decodes by reflection, through an io.Reader, looking each type
-// up in global maps. For a value written by [Msgpack], [Format.Decode] and
-// a [Decoder] instead use a decoder compiled once per target type whenever
-// msgpack/v5 would decode that type by reflection alone: bool, integers,
-// floats, strings, byte slices, slices, maps with string or integer keys,
-// pointers, time.Time and structs of such exported fields, decoded into a
-// zero value (a time.Time target itself is left to msgpack/v5, which
-// accepts older forms there). It reads the payload
-// in place, and the strings of a payload of at most 512 bytes share one
-// copy of it. On anything else, a type with decoding methods, embedded
-// fields or intern tags, an array-encoded struct, a repeated field name, or
-// bytes of the wrong kind, it gives way to msgpack/v5, which decodes from
-// the start: results and errors are msgpack/v5's either way (checked by the
-// fuzz target FuzzFastDecoder). One thing cannot be detected: a type given
-// its own decoder through msgpack.Register. Give such a type a
-// msgpack.CustomDecoder method instead, which is detected.
+// msgpack/v5 encodes and decodes by reflection, through an io.Writer or
+// io.Reader, looking each type up in global maps. For values written with
+// [Msgpack], an [Encoder] and a [Decoder] (and [Format.Decode]) instead use
+// an encoder and a decoder compiled once per type whenever msgpack/v5 would
+// handle that type by reflection alone: bool, integers, floats, strings,
+// byte slices, slices, maps with string or integer keys, pointers,
+// time.Time and structs of such exported fields. The encoder writes
+// msgpack/v5's bytes (maps in Go's iteration order, as msgpack/v5 does)
+// straight into the output; the decoder reads the payload in place into a
+// zero value, and the strings of a payload of at most 512 bytes share one
+// copy of it. Either gives way to msgpack/v5 on anything else: a type with
+// encoding or decoding methods, embedded fields, a _msgpack field, intern
+// or alias tags, an omitempty field whose type has an IsZero method (other
+// than time.Time), and, when decoding, an array-encoded struct, a repeated
+// field name, bytes of the wrong kind, or a time.Time target itself (which
+// msgpack/v5 also reads from older forms). So results and errors are
+// msgpack/v5's either way, which the fuzz targets FuzzFastDecoder and
+// FuzzFastEncoder check. One thing cannot be detected: a type given its own
+// encoder or decoder through msgpack.Register. Give such a type
+// msgpack.CustomEncoder and msgpack.CustomDecoder methods instead, which
+// are detected.
 package codec

@@ -145,3 +145,24 @@ func ExampleDecoder() {
 	// 7 Ada <nil>
 	// true
 }
+
+// An Encoder writes values of one type as Format.Encode does.
+func ExampleEncoder() {
+	f, err := codec.New(codec.Options{})
+	if err != nil {
+		panic(err)
+	}
+	users := codec.NewEncoder[user](f)
+	data, err := users.Encode(user{ID: 7, Name: "Ada"})
+	if err != nil {
+		panic(err)
+	}
+	same, _ := f.Encode(user{ID: 7, Name: "Ada"})
+	fmt.Println(string(data) == string(same))
+
+	u, err := codec.NewDecoder[user](f).Decode(data)
+	fmt.Println(u.Name, err)
+	// Output:
+	// true
+	// Ada <nil>
+}

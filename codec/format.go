@@ -228,32 +228,86 @@ func (f *Format) encode(v any, hdr []byte) ([]byte, error) {
 		buf = append(hdr, p...)
 	}
 
-	payload := buf[headerLen:]
+	// buf is not shared when built by append above.
+	out, n := f.seal(buf, headerLen, scratch == nil)
+	if n > 0 {
+		return nil, f.tooLarge(v, n)
+	}
+	return out, nil
+}
+
+// seal returns the value to store for buf, a header of hdrLen bytes and a
+// payload: with the payload compressed when the options say so and that
+// makes it smaller, else buf itself if owned, else a copy. A payload over
+// MaxSize is refused: seal then returns its length, 0 otherwise.
+func (f *Format) seal(buf []byte, hdrLen int, owned bool) ([]byte, int) {
+	payload := buf[hdrLen:]
 	if len(payload) > f.maxSize {
-		return nil, f.tooLarge(v, len(payload))
+		return nil, len(payload)
 	}
 	if f.compressAbove > 0 && len(payload) > f.compressAbove {
 		if n := s2.MaxEncodedLen(len(payload)); n > 0 {
 			cs := scratchPool.Get().(*[]byte)
 			defer putScratch(cs)
-			if cap(*cs) < headerLen+n {
-				*cs = make([]byte, headerLen+n)
+			if cap(*cs) < hdrLen+n {
+				*cs = make([]byte, hdrLen+n)
 			}
-			c := s2.Encode((*cs)[headerLen:headerLen+n], payload)
+			c := s2.Encode((*cs)[hdrLen:hdrLen+n], payload)
 			if len(c) < len(payload) {
-				out := make([]byte, headerLen+len(c))
-				copy(out, hdr)
+				out := make([]byte, hdrLen+len(c))
+				copy(out, buf[:hdrLen])
 				out[2] |= compressS2
-				copy(out[headerLen:], c)
-				return out, nil
+				copy(out[hdrLen:], c)
+				return out, 0
 			}
 		}
 	}
-	if scratch == nil {
-		return buf, nil // built by append above and not shared
+	if owned {
+		return buf, 0
 	}
 	out := make([]byte, len(buf))
 	copy(out, buf)
+	return out, 0
+}
+
+// An Encoder writes values of one type V as a [Format] does: it is
+// Format.Encode of a V, with the type's work done once and, when the
+// Format writes with [Msgpack] and msgpack/v5 would encode V by reflection
+// alone, through an encoder compiled for V that writes msgpack/v5's bytes
+// straight into the output (see "Encoding and decoding speed" in the
+// package documentation). It is safe for concurrent use.
+type Encoder[V any] struct {
+	f    *Format
+	fast *encNode // nil: Format.Encode's path
+}
+
+// NewEncoder returns an Encoder of values of type V for f.
+func NewEncoder[V any](f *Format) *Encoder[V] {
+	e := &Encoder[V]{f: f}
+	if f.id == msgpackID {
+		e.fast = compileEncoder(reflect.TypeFor[V]())
+	}
+	return e
+}
+
+// Encode is [Format.Encode] of v.
+func (e *Encoder[V]) Encode(v V) ([]byte, error) { return e.EncodeExpiring(v, time.Time{}) }
+
+// EncodeExpiring is [Format.EncodeExpiring] of v.
+func (e *Encoder[V]) EncodeExpiring(v V, expires time.Time) ([]byte, error) {
+	if e.fast == nil {
+		return e.f.EncodeExpiring(v, expires)
+	}
+	var h [headerLen + expiryLen]byte
+	hdr := header(h[:0], msgpackID, expires)
+	scratch := scratchPool.Get().(*[]byte)
+	buf := encodeFast(e.fast, append((*scratch)[:0], hdr...), unsafe.Pointer(&v))
+	*scratch = buf
+	out, n := e.f.seal(buf, len(hdr), false)
+	putScratch(scratch)
+	if n > 0 {
+		return nil, e.f.tooLarge(v, n)
+	}
 	return out, nil
 }
 
@@ -346,8 +400,8 @@ func (f *Format) payload(data []byte) (Codec, []byte, error) {
 // A Decoder decodes the values of one type V that a [Format] reads: it is
 // Format.Decode into a new V, with the type's work done once and, for a
 // value written by [Msgpack] of a type the compiled decoder takes (see
-// "Decoding speed" in the package documentation), the V on the stack. It
-// is safe for concurrent use.
+// "Encoding and decoding speed" in the package documentation), the V on
+// the stack. It is safe for concurrent use.
 type Decoder[V any] struct {
 	f    *Format
 	fast *fastNode // nil: V is msgpack/v5's alone
