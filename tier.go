@@ -129,6 +129,7 @@ type Cache[V any] struct {
 	far        *remote.Store   // nil: near-only
 	bus        *invalidate.Bus // nil: no cross-replica invalidation
 	format     *codec.Format
+	encoder    *codec.Encoder[V] // format's, for V
 	decoder    *codec.Decoder[V] // format's, for V
 	log        *slog.Logger
 
@@ -180,7 +181,7 @@ func New[V any](opts Options) (*Cache[V], error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
-	c := &Cache[V]{opts: o, format: format, decoder: codec.NewDecoder[V](format), log: o.Logger, flights: map[string]*flight[V]{}}
+	c := &Cache[V]{opts: o, format: format, encoder: codec.NewEncoder[V](format), decoder: codec.NewDecoder[V](format), log: o.Logger, flights: map[string]*flight[V]{}}
 	c.refreshBelow = time.Duration(o.RefreshAhead * float64(o.NearTTL))
 	if o.Redis != nil {
 		c.far, err = remote.New(o.Redis, remote.Options{Namespace: o.Namespace, Timeout: o.FarTimeout})
@@ -1161,7 +1162,7 @@ func (c *Cache[V]) needsBytes() bool {
 
 // encode returns the bytes stored in Redis for v, which expires then.
 func (c *Cache[V]) encode(key string, v V, expires time.Time) ([]byte, error) {
-	data, err := c.format.EncodeExpiring(v, expires)
+	data, err := c.encoder.EncodeExpiring(v, expires)
 	if err != nil {
 		return nil, fmt.Errorf("tier: encode %q: %w", key, err)
 	}
