@@ -2,6 +2,7 @@ package tier
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strconv"
 	"testing"
@@ -275,6 +276,113 @@ func BenchmarkPropagation(b *testing.B) {
 		}
 		reportPercentiles(b, lat)
 	})
+}
+
+// BenchmarkPropagationPaired is BenchmarkPropagation with its rounds
+// alternating in one loop, so that the floors and tier meet the same
+// moments of a noisy machine: each iteration runs a tier round (Set on A
+// until B's Get returns the new value), a raw PUBLISH round received on the
+// publisher's goroutine, one received on the subscriber's own goroutine,
+// and a raw SetNotify round, in a rotating order. It reports the p50 and
+// p99 of each, and tier's ratios to the PUBLISH rounds.
+func BenchmarkPropagationPaired(b *testing.B) {
+	srv := redistest.Start(b)
+	ctx := context.Background()
+	newReplica := func() *Cache[int] {
+		c, err := New[int](Options{Redis: srv.Client(b), Namespace: "prop", FarTimeout: time.Second})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close() })
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := c.bus.WaitConnected(wctx); err != nil {
+			b.Fatal(err)
+		}
+		return c
+	}
+	a, r := newReplica(), newReplica()
+	heard := make(chan struct{}, 16)
+	f := func(e string) {
+		if e == "keys" {
+			heard <- struct{}{}
+		}
+	}
+	r.busEvent.Store(&f)
+	loader := LoaderFunc[int](func(context.Context, string) (int, error) { return -1, nil })
+
+	pub := srv.Client(b)
+	direct := srv.Client(b).Subscribe(ctx, "raw-direct")
+	b.Cleanup(func() { direct.Close() })
+	if _, err := direct.Receive(ctx); err != nil {
+		b.Fatal(err)
+	}
+	handoff := handoffSubscriber(b, srv.Client(b), "raw-handoff")
+	script := handoffSubscriber(b, srv.Client(b), "raw-script")
+	store, err := remote.New(pub, remote.Options{Namespace: "raw", Timeout: time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	i := 0
+	rounds := []struct {
+		name string
+		run  func()
+	}{
+		{"tier", func() {
+			if err := a.Set(ctx, "k", i); err != nil {
+				b.Fatal(err)
+			}
+			<-heard
+			if v, err := r.Get(ctx, "k", loader); err != nil || v != i {
+				b.Fatalf("round %d: B got %d, %v", i, v, err)
+			}
+		}},
+		{"publish", func() {
+			if err := pub.Publish(ctx, "raw-direct", "k").Err(); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := direct.ReceiveMessage(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}},
+		{"publish-handoff", func() {
+			if err := pub.Publish(ctx, "raw-handoff", "k").Err(); err != nil {
+				b.Fatal(err)
+			}
+			<-handoff
+		}},
+		{"setnotify-handoff", func() {
+			v := []byte(strconv.Itoa(i))
+			if err := store.SetNotify(ctx, "k", v, time.Hour, remote.Notice{Channel: "raw-script", Payloads: [][]byte{v}}); err != nil {
+				b.Fatal(err)
+			}
+			<-script
+		}},
+	}
+	lat := make([][]time.Duration, len(rounds))
+	for b.Loop() {
+		i++
+		for j := range rounds {
+			k := (i + j) % len(rounds) // rotate which goes first
+			start := time.Now()
+			rounds[k].run()
+			lat[k] = append(lat[k], time.Since(start))
+		}
+	}
+	pct := func(d []time.Duration, p float64) time.Duration {
+		slices.Sort(d)
+		return d[int(p*float64(len(d)-1))]
+	}
+	for k, rd := range rounds {
+		b.ReportMetric(float64(pct(lat[k], 0.50).Microseconds()), rd.name+"-p50-µs")
+		b.ReportMetric(float64(pct(lat[k], 0.99).Microseconds()), rd.name+"-p99-µs")
+	}
+	for _, p := range []float64{0.50, 0.99} {
+		t := float64(pct(lat[0], p))
+		b.ReportMetric(t/float64(pct(lat[1], p)), fmt.Sprintf("tier/publish-p%02.0f", p*100))
+		b.ReportMetric(t/float64(pct(lat[2], p)), fmt.Sprintf("tier/handoff-p%02.0f", p*100))
+	}
 }
 
 // handoffSubscriber subscribes client to channel and reads it on a
