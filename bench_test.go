@@ -167,27 +167,7 @@ func BenchmarkPropagation(b *testing.B) {
 	srv := redistest.Start(b)
 	ctx := context.Background()
 	b.Run("tier", func(b *testing.B) {
-		newReplica := func() *Cache[int] {
-			c, err := New[int](Options{Redis: srv.Client(b), Namespace: "prop", FarTimeout: time.Second})
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { c.Close() })
-			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			if err := c.bus.WaitConnected(wctx); err != nil {
-				b.Fatal(err)
-			}
-			return c
-		}
-		a, r := newReplica(), newReplica()
-		got := make(chan struct{}, 16)
-		f := func(e string) {
-			if e == "keys" {
-				got <- struct{}{}
-			}
-		}
-		r.busEvent.Store(&f)
+		a, r, got := propagationReplicas(b, srv)
 		loader := LoaderFunc[int](func(context.Context, string) (int, error) { return -1, nil })
 		if err := a.Set(ctx, "k", 0); err != nil {
 			b.Fatal(err)
@@ -288,27 +268,7 @@ func BenchmarkPropagation(b *testing.B) {
 func BenchmarkPropagationPaired(b *testing.B) {
 	srv := redistest.Start(b)
 	ctx := context.Background()
-	newReplica := func() *Cache[int] {
-		c, err := New[int](Options{Redis: srv.Client(b), Namespace: "prop", FarTimeout: time.Second})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { c.Close() })
-		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		if err := c.bus.WaitConnected(wctx); err != nil {
-			b.Fatal(err)
-		}
-		return c
-	}
-	a, r := newReplica(), newReplica()
-	heard := make(chan struct{}, 16)
-	f := func(e string) {
-		if e == "keys" {
-			heard <- struct{}{}
-		}
-	}
-	r.busEvent.Store(&f)
+	a, r, heard := propagationReplicas(b, srv)
 	loader := LoaderFunc[int](func(context.Context, string) (int, error) { return -1, nil })
 
 	pub := srv.Client(b)
@@ -383,6 +343,34 @@ func BenchmarkPropagationPaired(b *testing.B) {
 		b.ReportMetric(t/float64(pct(lat[1], p)), fmt.Sprintf("tier/publish-p%02.0f", p*100))
 		b.ReportMetric(t/float64(pct(lat[2], p)), fmt.Sprintf("tier/handoff-p%02.0f", p*100))
 	}
+}
+
+// propagationReplicas returns two replicas A and B of an int cache on srv,
+// subscribed, and a channel that hears of each change B's subscription
+// applies.
+func propagationReplicas(b *testing.B, srv *redistest.Server) (a, r *Cache[int], heard <-chan struct{}) {
+	newReplica := func() *Cache[int] {
+		c, err := New[int](Options{Redis: srv.Client(b), Namespace: "prop", FarTimeout: time.Second})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close() })
+		wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := c.bus.WaitConnected(wctx); err != nil {
+			b.Fatal(err)
+		}
+		return c
+	}
+	a, r = newReplica(), newReplica()
+	ch := make(chan struct{}, 16)
+	f := func(e string) {
+		if e == "keys" {
+			ch <- struct{}{}
+		}
+	}
+	r.busEvent.Store(&f)
+	return a, r, ch
 }
 
 // handoffSubscriber subscribes client to channel and reads it on a

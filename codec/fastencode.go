@@ -10,7 +10,6 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
-	"github.com/vmihailenco/tagparser/v2"
 )
 
 // The compiled encoder is the decoder's counterpart (see fastmsgpack.go):
@@ -136,9 +135,7 @@ func compileEnc(t reflect.Type, open map[reflect.Type]bool) *encNode {
 			return &encNode{kind: encSlice, size: t.Elem().Size(), elem: elem}
 		}
 	case reflect.Map:
-		switch t.Key().Kind() {
-		case reflect.String, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		if plainMapKey(t.Key().Kind()) {
 			key, elem := compileEnc(t.Key(), open), compileEnc(t.Elem(), open)
 			if key != nil && elem != nil {
 				return &encNode{kind: encMap, typ: t, key: key, elem: elem}
@@ -161,13 +158,9 @@ func compileEncStruct(t reflect.Type, open map[reflect.Type]bool) *encNode {
 		if f.Name == "_msgpack" {
 			return nil // struct-wide options: msgpack/v5's rules
 		}
-		tagStr := f.Tag.Get("msgpack")
-		if tagStr == "" {
-			tagStr = f.Tag.Get("json") // the Msgpack codec's fallback tag
-		}
-		tag := tagparser.Parse(tagStr)
-		if tag.Name == "-" || !f.IsExported() && !f.Anonymous {
-			continue // as msgpack/v5 leaves them
+		name, tag, keep := fieldName(f)
+		if !keep {
+			continue
 		}
 		if f.Anonymous || tag.HasOption("intern") || tag.HasOption("alias") {
 			return nil
@@ -179,10 +172,6 @@ func compileEncStruct(t reflect.Type, open map[reflect.Type]bool) *encNode {
 		node := compileEnc(f.Type, open)
 		if node == nil {
 			return nil
-		}
-		name := tag.Name
-		if name == "" {
-			name = f.Name
 		}
 		n.fields = append(n.fields, encField{name: appendString(nil, name), offset: f.Offset, node: node, omitEmpty: omit})
 		n.hasOmitEmpty = n.hasOmitEmpty || omit

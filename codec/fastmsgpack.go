@@ -209,9 +209,7 @@ func compile(t reflect.Type, open map[reflect.Type]bool) *fastNode {
 			return &fastNode{kind: fastSlice, typ: t, size: t.Elem().Size(), elem: elem}
 		}
 	case reflect.Map:
-		switch t.Key().Kind() {
-		case reflect.String, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		if plainMapKey(t.Key().Kind()) {
 			key, elem := compile(t.Key(), open), compile(t.Elem(), open)
 			if key != nil && elem != nil {
 				return &fastNode{kind: fastMap, typ: t, key: key, elem: elem}
@@ -231,13 +229,9 @@ func compileStruct(t reflect.Type, open map[reflect.Type]bool) *fastNode {
 	var fields []fastField
 	for i := range t.NumField() {
 		f := t.Field(i)
-		tagStr := f.Tag.Get("msgpack")
-		if tagStr == "" {
-			tagStr = f.Tag.Get("json") // the Msgpack codec's fallback tag
-		}
-		tag := tagparser.Parse(tagStr)
-		if tag.Name == "-" || !f.IsExported() && !f.Anonymous {
-			continue // as msgpack/v5 leaves them
+		name, tag, keep := fieldName(f)
+		if !keep {
+			continue
 		}
 		if f.Anonymous || tag.HasOption("intern") || tag.HasOption("alias") {
 			return nil // inlined fields and other names: msgpack/v5's rules
@@ -245,10 +239,6 @@ func compileStruct(t reflect.Type, open map[reflect.Type]bool) *fastNode {
 		node := compile(f.Type, open)
 		if node == nil {
 			return nil
-		}
-		name := tag.Name
-		if name == "" {
-			name = f.Name
 		}
 		ff := fastField{name: name, offset: f.Offset, node: node}
 		// A later field of the same name replaces the earlier one, as in
@@ -263,6 +253,36 @@ func compileStruct(t reflect.Type, open map[reflect.Type]bool) *fastNode {
 		return nil
 	}
 	return &fastNode{kind: fastStruct, fields: fields}
+}
+
+// plainMapKey reports whether the compiled coders take map keys of kind k.
+func plainMapKey(k reflect.Kind) bool {
+	switch k {
+	case reflect.String, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return true
+	}
+	return false
+}
+
+// fieldName is f's name as the Msgpack codec's msgpack/v5 settings make
+// it (the msgpack tag, else the json tag, else the field's name) and its
+// parsed tag; keep is false for a field msgpack/v5 leaves out (tagged "-",
+// or unexported and not embedded).
+func fieldName(f reflect.StructField) (name string, tag *tagparser.Tag, keep bool) {
+	tagStr := f.Tag.Get("msgpack")
+	if tagStr == "" {
+		tagStr = f.Tag.Get("json") // the Msgpack codec's fallback tag
+	}
+	tag = tagparser.Parse(tagStr)
+	if tag.Name == "-" || !f.IsExported() && !f.Anonymous {
+		return "", tag, false
+	}
+	name = tag.Name
+	if name == "" {
+		name = f.Name
+	}
+	return name, tag, true
 }
 
 func indexOfField(fields []fastField, name string) int {
