@@ -345,6 +345,93 @@ func BenchmarkPropagationPaired(b *testing.B) {
 	}
 }
 
+// BenchmarkNotifyRounds backs what README says of the ways to send a write
+// and its message: it alternates, in one loop, rounds that each end when a
+// subscriber on its own goroutine has the message: a bare PUBLISH; tier's
+// SetNotify (one script: ACL check, SET, PUBLISH); the same with a second
+// subscriber on the channel, as the writer's own subscription is; SET and
+// PUBLISH in MULTI/EXEC; and SET and PUBLISH pipelined without a
+// transaction. It reports each round's p50 and its ratio to the PUBLISH
+// round.
+func BenchmarkNotifyRounds(b *testing.B) {
+	srv := redistest.Start(b)
+	ctx := context.Background()
+	pub := srv.Client(b)
+	store, err := remote.New(pub, remote.Options{Namespace: "raw", Timeout: time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	subs := map[string]<-chan struct{}{}
+	for _, ch := range []string{"publish", "setnotify", "two", "multi", "pipeline"} {
+		subs[ch] = handoffSubscriber(b, srv.Client(b), ch)
+	}
+	self := handoffSubscriber(b, srv.Client(b), "two") // the writer's own
+	stop := make(chan struct{})
+	b.Cleanup(func() { close(stop) })
+	go func() {
+		for {
+			select {
+			case <-self:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	rounds := []struct {
+		name string
+		send func(v string) error
+	}{
+		{"publish", func(v string) error { return pub.Publish(ctx, "publish", v).Err() }},
+		{"setnotify", func(v string) error {
+			return store.SetNotify(ctx, "k", []byte(v), time.Hour, remote.Notice{Channel: "setnotify", Payloads: [][]byte{[]byte(v)}})
+		}},
+		{"two", func(v string) error {
+			return store.SetNotify(ctx, "k", []byte(v), time.Hour, remote.Notice{Channel: "two", Payloads: [][]byte{[]byte(v)}})
+		}},
+		{"multi", func(v string) error {
+			_, err := pub.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				p.Set(ctx, "raw:k", v, time.Hour)
+				p.Publish(ctx, "multi", v)
+				return nil
+			})
+			return err
+		}},
+		{"pipeline", func(v string) error {
+			_, err := pub.Pipelined(ctx, func(p redis.Pipeliner) error {
+				p.Set(ctx, "raw:k", v, time.Hour)
+				p.Publish(ctx, "pipeline", v)
+				return nil
+			})
+			return err
+		}},
+	}
+	lat := make([][]time.Duration, len(rounds))
+	i := 0
+	for b.Loop() {
+		i++
+		v := strconv.Itoa(i)
+		for j := range rounds {
+			k := (i + j) % len(rounds) // rotate which goes first
+			start := time.Now()
+			if err := rounds[k].send(v); err != nil {
+				b.Fatal(err)
+			}
+			<-subs[rounds[k].name]
+			lat[k] = append(lat[k], time.Since(start))
+		}
+	}
+	p50 := make([]time.Duration, len(rounds))
+	for k := range rounds {
+		p50[k] = median(lat[k])
+	}
+	for k, rd := range rounds {
+		b.ReportMetric(float64(p50[k].Microseconds()), rd.name+"-p50-µs")
+		if k > 0 {
+			b.ReportMetric(float64(p50[k])/float64(p50[0]), rd.name+"/publish")
+		}
+	}
+}
+
 // propagationReplicas returns two replicas A and B of an int cache on srv,
 // subscribed, and a channel that hears of each change B's subscription
 // applies.
