@@ -1214,6 +1214,16 @@ func (c *Cache[V]) Set(ctx context.Context, key string, value V) error {
 			return err
 		}
 	}
+	if c.far == nil {
+		// Near-only: with no write to Redis in between there is nothing
+		// for a drop to guard, so one store, in place: it stamps the key
+		// as the drop would, and loads under way cannot store an older
+		// value over it (TestSetDuringLoadWins).
+		e := nearEntry[V]{value: value}
+		c.near.SetWith(key, e, c.keep(&e, c.nearTTLFor(farTTL)), int64(len(data)))
+		c.detach(key)
+		return nil
+	}
 	// Drop the near copy first, so that loads under way cannot store an
 	// older value over this one; take a guard; write Redis; then store the
 	// value unless something changed the key since the guard: a message

@@ -509,6 +509,33 @@ func TestSetDuringLoadWins(t *testing.T) {
 	}
 }
 
+// TestNearOnlySetStoresInPlace: with no Redis, a Set of a key the near tier
+// holds replaces its value where it stands, allocating nothing (a drop and
+// a fresh entry cost the 90/10 mix of the bench report two shard locks and
+// an allocation), and the value is what Get returns.
+func TestNearOnlySetStoresInPlace(t *testing.T) {
+	c := newCache[int](t, Options{})
+	ctx := context.Background()
+	if err := c.Set(ctx, "k", 1); err != nil {
+		t.Fatal(err)
+	}
+	i := 1
+	if n := testing.AllocsPerRun(100, func() {
+		i++
+		if err := c.Set(ctx, "k", i); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("a Set of a held key made %v allocations, want 0", n)
+	}
+	if v, err := c.Get(ctx, "k", LoaderFunc[int](func(context.Context, string) (int, error) { return -1, nil })); v != i || err != nil {
+		t.Errorf("Get = %d, %v; want the last Set's %d", v, err, i)
+	}
+	if n := c.near.Len(); n != 1 {
+		t.Errorf("the near tier holds %d entries, want 1", n)
+	}
+}
+
 func TestRedisDownDegradesAndRecovers(t *testing.T) {
 	m, client, _ := newMiniredis(t)
 	c := newCache[string](t, Options{Redis: client, NearCapacity: 1})

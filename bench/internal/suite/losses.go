@@ -26,10 +26,11 @@ var lossReasons = map[string]string{
 	"near-10k-mix|*":  mixReason,
 	"near-100k-mix|*": mixReason,
 	"far-hit|go-redis/cache": "Both are one GET. On top of it tier bounds the call with a deadline of its own " +
-		"(`context.WithTimeout` for Options.FarTimeout: a fifth of its allocated objects), builds the namespaced key, " +
-		"decodes into a fresh value and fills the near tier (an entry and its fill guard): 19 allocations against 12. " +
-		"go-redis/cache, run without its local cache, sets no timeout and fills nothing. The gap is within this machine's " +
-		"run-to-run spread (see min–max).",
+		"(for a context that cannot be cancelled, a timer shared by the operations of 1/64 of Options.FarTimeout), builds " +
+		"the namespaced key, takes part in a flight (one lock of the cache's mutex before the read and one after), decodes " +
+		"into a fresh value (a decoder compiled for the type) and fills the near tier (an entry): 10 allocations against " +
+		"12. go-redis/cache, run without its local cache, sets no timeout and fills nothing. The gap is within this " +
+		"machine's run-to-run spread (see min–max).",
 	"hitratio|*": "tier's near tier is a plain LRU (its hit ratio equals golang-lru's) with no admission filter, so a key " +
 		"requested once evicts a popular one. otter (W-TinyLFU), go-redis/cache's TinyLFU and ristretto keep a frequency " +
 		"sketch and refuse newcomers rarer than the entry they would evict, which pays most on the flatter Zipf(1.01) and at " +
@@ -42,11 +43,12 @@ var lossReasons = map[string]string{
 		"slot in the deadline heap).",
 }
 
-const mixReason = "In the 90/10 mix a tier Set first drops the key's near entry and then stores a new one, so that " +
-	"loads under way cannot store an older value over it: two locks of the shard, a fresh entry allocated " +
-	"(`mallocgc`) and the deadline heap updated twice (`heapRemove`, `heapUp`), where otter updates its entry in " +
-	"place. The hits then meet the writes on the shard locks (`procyield`, lock spinning, 7% of the profile) and on " +
-	"the LRU list's cache lines (`moveToFront`, 17%). A near-only cache does not encode values (no NearMaxBytes)."
+const mixReason = "In the 90/10 mix a tier Set replaces the value in place under its shard's lock, moves the entry to " +
+	"the front of the LRU list and re-sorts it in the shard's deadline heap, since its TTL starts again (`heapUp`, " +
+	"`heapDown`, 7% of the profile); each hit moves its entry to the front under the lock too (`moveToFront`, 20%). " +
+	"So hits and writes meet on the shard locks (`Mutex.Lock` and `Unlock`, 25%, and `procyield` spinning, 5%) and on " +
+	"the LRU list's cache lines, where otter records reads in a lossy buffer and updates a value without moving it. A " +
+	"near-only cache does not encode values (no NearMaxBytes)."
 
 // lossReason returns the recorded reason for a loss of group id to peer.
 func lossReason(id, peer string) string {
