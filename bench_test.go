@@ -284,12 +284,11 @@ func BenchmarkPropagationPaired(b *testing.B) {
 		b.Fatal(err)
 	}
 
-	i := 0
 	rounds := []struct {
 		name string
-		run  func()
+		run  func(i int)
 	}{
-		{"tier", func() {
+		{"tier", func(i int) {
 			if err := a.Set(ctx, "k", i); err != nil {
 				b.Fatal(err)
 			}
@@ -298,7 +297,7 @@ func BenchmarkPropagationPaired(b *testing.B) {
 				b.Fatalf("round %d: B got %d, %v", i, v, err)
 			}
 		}},
-		{"publish", func() {
+		{"publish", func(int) {
 			if err := pub.Publish(ctx, "raw-direct", "k").Err(); err != nil {
 				b.Fatal(err)
 			}
@@ -306,13 +305,13 @@ func BenchmarkPropagationPaired(b *testing.B) {
 				b.Fatal(err)
 			}
 		}},
-		{"publish-handoff", func() {
+		{"publish-handoff", func(int) {
 			if err := pub.Publish(ctx, "raw-handoff", "k").Err(); err != nil {
 				b.Fatal(err)
 			}
 			<-handoff
 		}},
-		{"setnotify-handoff", func() {
+		{"setnotify-handoff", func(i int) {
 			v := []byte(strconv.Itoa(i))
 			if err := store.SetNotify(ctx, "k", v, time.Hour, remote.Notice{Channel: "raw-script", Payloads: [][]byte{v}}); err != nil {
 				b.Fatal(err)
@@ -320,28 +319,19 @@ func BenchmarkPropagationPaired(b *testing.B) {
 			<-script
 		}},
 	}
-	lat := make([][]time.Duration, len(rounds))
-	for b.Loop() {
-		i++
-		for j := range rounds {
-			k := (i + j) % len(rounds) // rotate which goes first
-			start := time.Now()
-			rounds[k].run()
-			lat[k] = append(lat[k], time.Since(start))
-		}
+	steps := make([]func(int), len(rounds))
+	for k := range rounds {
+		steps[k] = rounds[k].run
 	}
-	pct := func(d []time.Duration, p float64) time.Duration {
-		slices.Sort(d)
-		return d[int(p*float64(len(d)-1))]
-	}
+	lat := alternate(b, steps)
 	for k, rd := range rounds {
-		b.ReportMetric(float64(pct(lat[k], 0.50).Microseconds()), rd.name+"-p50-µs")
-		b.ReportMetric(float64(pct(lat[k], 0.99).Microseconds()), rd.name+"-p99-µs")
+		b.ReportMetric(float64(percentile(lat[k], 0.50).Microseconds()), rd.name+"-p50-µs")
+		b.ReportMetric(float64(percentile(lat[k], 0.99).Microseconds()), rd.name+"-p99-µs")
 	}
 	for _, p := range []float64{0.50, 0.99} {
-		t := float64(pct(lat[0], p))
-		b.ReportMetric(t/float64(pct(lat[1], p)), fmt.Sprintf("tier/publish-p%02.0f", p*100))
-		b.ReportMetric(t/float64(pct(lat[2], p)), fmt.Sprintf("tier/handoff-p%02.0f", p*100))
+		t := float64(percentile(lat[0], p))
+		b.ReportMetric(t/float64(percentile(lat[1], p)), fmt.Sprintf("tier/publish-p%02.0f", p*100))
+		b.ReportMetric(t/float64(percentile(lat[2], p)), fmt.Sprintf("tier/handoff-p%02.0f", p*100))
 	}
 }
 
@@ -405,21 +395,17 @@ func BenchmarkNotifyRounds(b *testing.B) {
 			return err
 		}},
 	}
-	lat := make([][]time.Duration, len(rounds))
-	i := 0
-	for b.Loop() {
-		i++
-		v := strconv.Itoa(i)
-		for j := range rounds {
-			k := (i + j) % len(rounds) // rotate which goes first
-			start := time.Now()
-			if err := rounds[k].send(v); err != nil {
+	steps := make([]func(int), len(rounds))
+	for k, rd := range rounds {
+		got := subs[rd.name]
+		steps[k] = func(i int) {
+			if err := rd.send(strconv.Itoa(i)); err != nil {
 				b.Fatal(err)
 			}
-			<-subs[rounds[k].name]
-			lat[k] = append(lat[k], time.Since(start))
+			<-got
 		}
 	}
+	lat := alternate(b, steps)
 	p50 := make([]time.Duration, len(rounds))
 	for k := range rounds {
 		p50[k] = median(lat[k])
@@ -486,12 +472,34 @@ func reportPercentiles(b *testing.B, lat []time.Duration) {
 	if len(lat) == 0 {
 		return
 	}
-	slices.Sort(lat)
-	pct := func(p float64) float64 {
-		return float64(lat[int(p*float64(len(lat)-1))].Microseconds())
+	b.ReportMetric(float64(percentile(lat, 0.50).Microseconds()), "p50-µs")
+	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds()), "p99-µs")
+}
+
+// percentile returns the p-th quantile (0 to 1) of d, which it sorts.
+func percentile(d []time.Duration, p float64) time.Duration {
+	slices.Sort(d)
+	return d[int(p*float64(len(d)-1))]
+}
+
+// alternate runs steps in turn, once each per iteration of b.Loop, and
+// returns each one's latencies. It rotates which goes first, so that none
+// always runs on what another has just warmed: pairing the steps so is what
+// makes their ratios hold still on a noisy machine. A step is given the
+// iteration's number, from 1.
+func alternate(b *testing.B, steps []func(round int)) [][]time.Duration {
+	lat := make([][]time.Duration, len(steps))
+	round := 0
+	for b.Loop() {
+		round++
+		for j := range steps {
+			k := (round + j) % len(steps)
+			start := time.Now()
+			steps[k](round)
+			lat[k] = append(lat[k], time.Since(start))
+		}
 	}
-	b.ReportMetric(pct(0.50), "p50-µs")
-	b.ReportMetric(pct(0.99), "p99-µs")
+	return lat
 }
 
 // BenchmarkFarHitPaired alternates the two far reads of BenchmarkFarHit
@@ -617,17 +625,11 @@ func BenchmarkFarHitSteps(b *testing.B) {
 			farHitOnce(b, c, loader)
 		}},
 	}
-	lat := make([][]time.Duration, len(steps))
-	i := 0
-	for b.Loop() {
-		i++
-		for j := range steps {
-			k := (i + j) % len(steps) // rotate which goes first
-			start := time.Now()
-			steps[k].run()
-			lat[k] = append(lat[k], time.Since(start))
-		}
+	runs := make([]func(int), len(steps))
+	for k := range steps {
+		runs[k] = func(int) { steps[k].run() }
 	}
+	lat := alternate(b, runs)
 	for k, s := range steps {
 		b.ReportMetric(float64(median(lat[k]).Nanoseconds()), s.name+"-ns")
 	}
