@@ -123,32 +123,39 @@ func RequireServer(tb testing.TB) {
 // launch starts a server, standalone or as a one-node cluster.
 func launch(tb testing.TB, cluster, withTLS bool) *Server {
 	tb.Helper()
+	return newServer(tb, "redis-server.log", func(s *Server) {
+		s.cluster = cluster
+		if withTLS {
+			files, err := writeTLSFiles(s.dir)
+			if err != nil {
+				tb.Fatalf("redistest: generate TLS certificates: %v", err)
+			}
+			s.tls = files
+		}
+	})
+}
+
+// newServer starts a server in a directory of its own, with its log in
+// the file logName there, set up by configure before it starts. Like
+// [Start], it skips the test when redis-server is not on PATH, or fails it
+// under CI. The server is stopped when the test ends, and its log shown if
+// the test failed.
+func newServer(tb testing.TB, logName string, configure func(s *Server)) *Server {
+	tb.Helper()
 	RequireServer(tb)
 	bin, err := exec.LookPath(binary)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	dir := tb.TempDir()
-	s := &Server{
-		bin:     bin,
-		dir:     dir,
-		logPath: filepath.Join(dir, "redis-server.log"),
-		cluster: cluster,
-	}
-	if withTLS {
-		files, err := writeTLSFiles(dir)
-		if err != nil {
-			tb.Fatalf("redistest: generate TLS certificates: %v", err)
-		}
-		s.tls = files
-	}
+	s := &Server{bin: bin, dir: dir, logPath: filepath.Join(dir, logName)}
+	configure(s)
 	tb.Cleanup(func() {
 		s.kill()
 		if tb.Failed() {
-			tb.Logf("redis-server log (%s):\n%s", s.Addr(), s.log())
+			tb.Logf("%s (%s):\n%s", logName, s.Addr(), s.log())
 		}
 	})
-
 	if err := s.startOnFreePort(); err != nil {
 		tb.Fatal(err)
 	}

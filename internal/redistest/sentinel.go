@@ -2,8 +2,6 @@ package redistest
 
 import (
 	"context"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,27 +18,9 @@ import (
 // test when redis-server is not on PATH, or fails it under CI.
 func StartSentinel(tb testing.TB, name string, master *Server) *Server {
 	tb.Helper()
-	RequireServer(tb)
-	bin, err := exec.LookPath(binary)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	dir := tb.TempDir()
-	s := &Server{
-		bin:     bin,
-		dir:     dir,
-		logPath: filepath.Join(dir, "redis-sentinel.log"),
-		monitor: name + " " + master.Addr(),
-	}
-	tb.Cleanup(func() {
-		s.kill()
-		if tb.Failed() {
-			tb.Logf("sentinel log (%s):\n%s", s.Addr(), s.log())
-		}
+	s := newServer(tb, "redis-sentinel.log", func(s *Server) {
+		s.monitor = name + " " + master.Addr()
 	})
-	if err := s.startOnFreePort(); err != nil {
-		tb.Fatal(err)
-	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
