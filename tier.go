@@ -126,11 +126,10 @@ type Cache[V any] struct {
 	refreshBelow time.Duration
 	// refreshing holds the keys whose refresh ahead is under way.
 	refreshing sync.Map
-	far        *remote.Store   // nil: near-only
-	bus        *invalidate.Bus // nil: no cross-replica invalidation
-	format     *codec.Format
-	encoder    *codec.Encoder[V] // format's, for V
-	decoder    *codec.Decoder[V] // format's, for V
+	far        *remote.Store     // nil: near-only
+	bus        *invalidate.Bus   // nil: no cross-replica invalidation
+	encoder    *codec.Encoder[V] // values to Redis's bytes
+	decoder    *codec.Decoder[V] // and back
 	log        *slog.Logger
 
 	// nearOK is false while invalidations may be lost (the subscription is
@@ -181,7 +180,7 @@ func New[V any](opts Options) (*Cache[V], error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
-	c := &Cache[V]{opts: o, format: format, encoder: codec.NewEncoder[V](format), decoder: codec.NewDecoder[V](format), log: o.Logger, flights: map[string]*flight[V]{}}
+	c := &Cache[V]{opts: o, encoder: codec.NewEncoder[V](format), decoder: codec.NewDecoder[V](format), log: o.Logger, flights: map[string]*flight[V]{}}
 	c.refreshBelow = time.Duration(o.RefreshAhead * float64(o.NearTTL))
 	if o.Redis != nil {
 		c.far, err = remote.New(o.Redis, remote.Options{Namespace: o.Namespace, Timeout: o.FarTimeout})
