@@ -12,22 +12,14 @@ import (
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
 
-// The compiled encoder is the decoder's counterpart (see fastmsgpack.go):
-// for the types msgpack/v5 encodes by reflection alone, it writes the
-// bytes msgpack/v5 writes, with the settings of the Msgpack codec
-// (fixed-width sized integers, compact int and uint, float32 and float64
-// kept apart, the json tag as the fallback name), straight into the
-// output buffer. Maps are written in Go's iteration order, as msgpack/v5
-// writes them; every other value is byte for byte msgpack/v5's
-// (TestFastEncoderMatchesMsgpack, FuzzFastEncoder).
-//
-// It takes no type with an encoding method (msgpack.CustomEncoder,
-// msgpack.Marshaler, encoding.BinaryMarshaler, encoding.TextMarshaler, on
-// the type or its pointer; time.Time is msgpack/v5's registered timestamp
-// extension), no embedded field, no struct with a _msgpack field (which
-// can switch a struct to arrays or omit all its empty fields), no intern
-// or alias tag option, no omitempty field of a type with an IsZero method
-// other than time.Time, and no interface, array, channel or function.
+// The compiled encoder is the decoder's counterpart (see fastmsgpack.go,
+// and "Encoding and decoding speed" in the package documentation for the
+// types it takes): it writes the bytes msgpack/v5 writes with the settings
+// of the Msgpack codec (fixed-width sized integers, compact int and uint,
+// float32 and float64 kept apart, the json tag as the fallback name)
+// straight into the output buffer. Maps are written in Go's iteration
+// order, as msgpack/v5 writes them; every other value is byte for byte
+// msgpack/v5's (TestFastEncoderMatchesMsgpack, FuzzFastEncoder).
 
 // encKind is what an encNode writes.
 type encKind uint8

@@ -14,38 +14,16 @@ import (
 	"github.com/vmihailenco/tagparser/v2"
 )
 
-// A Format decodes [Msgpack] payloads through a decoder compiled for the
-// target's type when it can, and through msgpack/v5 otherwise. Both give
-// the same result: the compiled decoder does what msgpack/v5 does for the
-// types and the bytes it handles, and hands everything else back.
-//
-// Why: msgpack/v5 decodes by reflection, through an io.Reader, looking
-// each type up in global maps; a far hit of a small struct spent several
-// microseconds there, a third of tier's cost over a raw GET. The compiled
-// decoder reads the bytes in place, writes fields at their offsets, and
-// touches little memory, which matters most right after a network wait,
-// when the caches are cold (BenchmarkFarHitSteps in the root package).
-//
-// What it handles (anything else is msgpack/v5's):
-//   - the target: a pointer to a zero value of a type it takes, other than
-//     time.Time itself (the zero value is what tier always decodes into; a
-//     partly filled target would need msgpack/v5's merging rules);
-//   - inside it: bool, integers, floats, strings, []byte, slices, maps
-//     with string or integer keys, pointers, structs and time.Time, built
-//     from one another without recursion;
-//   - struct fields named as msgpack/v5 names them (the msgpack tag, else
-//     the json tag, else the field name; tags parsed by the same parser),
-//     with no embedded fields and no intern or alias options;
-//   - no type, at any depth, that implements msgpack.CustomDecoder,
-//     msgpack.Unmarshaler, encoding.BinaryUnmarshaler or
-//     encoding.TextUnmarshaler (except time.Time, decoded as msgpack/v5's
-//     registered timestamp extension does).
-//
-// On bytes it does not expect (an array-encoded struct, an extension, a
-// repeated field name, a type mismatch) it stops, the target is zeroed
-// again, and msgpack/v5 decodes from the start, so errors come from
-// msgpack/v5 alone. A type given its own decoder through msgpack.Register
-// cannot be detected: implement msgpack.CustomDecoder instead, which is.
+// fastPlans holds, by target type, the decoders that Format.Decode
+// compiles for Msgpack payloads; "Encoding and decoding speed" in the
+// package documentation says which types they take, and why they exist.
+// A compiled decoder does what msgpack/v5 does for the types and bytes it
+// handles and hands everything else back: on bytes it does not expect (an
+// array-encoded struct, an extension, a repeated field name, a type
+// mismatch) it stops, the target is zeroed again, and msgpack/v5 decodes
+// from the start, so errors come from msgpack/v5 alone. It decodes only
+// into a zero target, which is what tier always decodes into: a partly
+// filled one would need msgpack/v5's merging rules.
 type fastPlans struct {
 	m sync.Map // reflect.Type of the pointer → *fastNode, or nil
 }

@@ -30,8 +30,8 @@ type deadlines struct {
 
 // newDeadlines returns deadlines for timeout, with a grain of 1/64 of it
 // (at least a millisecond): an operation ends at most that much after its
-// timeout, and a slot, whose timer costs about as much as a far hit's
-// decode, is made at most once per grain.
+// timeout, and a slot (a timer and a channel, several microseconds once
+// caches are cold) is made at most once per grain.
 func newDeadlines(timeout time.Duration) *deadlines {
 	return &deadlines{timeout: timeout, grain: max(timeout/64, minDeadlineGrain)}
 }
