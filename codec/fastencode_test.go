@@ -78,7 +78,7 @@ func TestFastEncoderMatchesMsgpack(t *testing.T) {
 	seven := -7
 	when := time.Unix(1700000000, 5)
 	values := []any{
-		fastSample(), fastAll{}, fastInner{A: 1, B: "b"},
+		fastAll{}, fastInner{A: 1, B: "b"},
 		fastOmit{}, fastOmit{B: true, I: -1, I8: 1, U64: 1, F: math.Copysign(0, -1), S: "s", Bytes: []byte{}, L: []int{},
 			M: map[string]int{}, P: &seven, T: when, In: fastOmitInner{B: "x"}, MS: map[string]string{"k": "v"}},
 		fastOmit{F: math.NaN(), Bytes: []byte{1}, L: []int{1}, M: map[string]int{"a": 1}, In: fastOmitInner{A: 1}},
@@ -105,6 +105,7 @@ func TestFastEncoderMatchesMsgpack(t *testing.T) {
 	}
 	encodeBoth(t, many, true)
 	encodeBoth(t, fastAll{M: many, MS: map[string]string{"a": "1", "b": "2"}}, true)
+	encodeBoth(t, fastSample(), true) // its MP holds two entries
 }
 
 type fastTextOut struct{ S string }
