@@ -14,7 +14,7 @@ import (
 // tier sends, nothing else.
 var aclSetUser = []any{"ACL", "SETUSER", "tier-app", "on", ">s3cret", "resetkeys", "resetchannels",
 	"~app:*", "&app:invalidate",
-	"-@all", "+get", "+mget", "+set", "+unlink", "+publish", "+subscribe", "+ping", "+evalsha", "+eval", "+del"}
+	"-@all", "+get", "+mget", "+set", "+unlink", "+publish", "+subscribe", "+ping", "+multi", "+exec", "+evalsha", "+eval", "+del"}
 
 // tier works as a user that may touch only its namespace and channel.
 func TestLeastPrivilegeACLUser(t *testing.T) {

@@ -263,8 +263,12 @@ func BenchmarkPropagation(b *testing.B) {
 // moments of a noisy machine: each iteration runs a tier round (Set on A
 // until B's Get returns the new value), a raw PUBLISH round received on the
 // publisher's goroutine, one received on the subscriber's own goroutine,
-// and a raw SetNotify round, in a rotating order. It reports the p50 and
-// p99 of each, and tier's ratios to the PUBLISH rounds.
+// a raw SetNotify round, and the same with a second subscriber on the
+// channel, as the writer's own subscription is on tier's, in a rotating
+// order. It reports the p50 and p99 of each, tier's ratios to the PUBLISH
+// rounds, and its ratio to the last round, the floor of a design that
+// sends the write and its message as one transaction to a channel the
+// writer hears too.
 func BenchmarkPropagationPaired(b *testing.B) {
 	srv := redistest.Start(b)
 	ctx := context.Background()
@@ -279,6 +283,19 @@ func BenchmarkPropagationPaired(b *testing.B) {
 	}
 	handoff := handoffSubscriber(b, srv.Client(b), "raw-handoff")
 	script := handoffSubscriber(b, srv.Client(b), "raw-script")
+	two := handoffSubscriber(b, srv.Client(b), "raw-two")
+	self := handoffSubscriber(b, srv.Client(b), "raw-two") // the writer's own
+	stop := make(chan struct{})
+	b.Cleanup(func() { close(stop) })
+	go func() {
+		for {
+			select {
+			case <-self:
+			case <-stop:
+				return
+			}
+		}
+	}()
 	store, err := remote.New(pub, remote.Options{Namespace: "raw", Timeout: time.Second})
 	if err != nil {
 		b.Fatal(err)
@@ -318,6 +335,13 @@ func BenchmarkPropagationPaired(b *testing.B) {
 			}
 			<-script
 		}},
+		{"setnotify-two", func(i int) {
+			v := []byte(strconv.Itoa(i))
+			if err := store.SetNotify(ctx, "k", v, time.Hour, remote.Notice{Channel: "raw-two", Payloads: [][]byte{v}}); err != nil {
+				b.Fatal(err)
+			}
+			<-two
+		}},
 	}
 	steps := make([]func(int), len(rounds))
 	for k := range rounds {
@@ -332,17 +356,20 @@ func BenchmarkPropagationPaired(b *testing.B) {
 		t := float64(percentile(lat[0], p))
 		b.ReportMetric(t/float64(percentile(lat[1], p)), fmt.Sprintf("tier/publish-p%02.0f", p*100))
 		b.ReportMetric(t/float64(percentile(lat[2], p)), fmt.Sprintf("tier/handoff-p%02.0f", p*100))
+		b.ReportMetric(t/float64(percentile(lat[4], p)), fmt.Sprintf("tier/two-p%02.0f", p*100))
 	}
 }
 
 // BenchmarkNotifyRounds backs what README says of the ways to send a write
 // and its message: it alternates, in one loop, rounds that each end when a
-// subscriber on its own goroutine has the message: a bare PUBLISH; tier's
-// SetNotify (one script: ACL check, SET, PUBLISH); the same with a second
-// subscriber on the channel, as the writer's own subscription is; SET and
-// PUBLISH in MULTI/EXEC; and SET and PUBLISH pipelined without a
-// transaction. It reports each round's p50 and its ratio to the PUBLISH
-// round.
+// subscriber on its own goroutine has the message. Each way of sending runs
+// twice: with that subscriber alone on its channel, and with a second one,
+// as the writer's own subscription is on a replica's channel. The ways: a
+// bare PUBLISH; tier's SetNotify (SET and PUBLISH in MULTI/EXEC); the same
+// as a user denied MULTI, for whom it is one script (ACL check, SET,
+// PUBLISH); and SET and PUBLISH pipelined without a transaction. It
+// reports each round's p50 and its ratio to the bare PUBLISH with one
+// subscriber.
 func BenchmarkNotifyRounds(b *testing.B) {
 	srv := redistest.Start(b)
 	ctx := context.Background()
@@ -351,69 +378,80 @@ func BenchmarkNotifyRounds(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	subs := map[string]<-chan struct{}{}
-	for _, ch := range []string{"publish", "setnotify", "two", "multi", "pipeline"} {
-		subs[ch] = handoffSubscriber(b, srv.Client(b), ch)
+	if err := pub.Do(ctx, "ACL", "SETUSER", "nomulti", "on", ">pw", "~*", "&*", "+@all", "-multi").Err(); err != nil {
+		b.Fatal(err)
 	}
-	self := handoffSubscriber(b, srv.Client(b), "two") // the writer's own
-	stop := make(chan struct{})
-	b.Cleanup(func() { close(stop) })
-	go func() {
-		for {
-			select {
-			case <-self:
-			case <-stop:
-				return
-			}
-		}
-	}()
-	rounds := []struct {
+	o := srv.Options()
+	o.Username, o.Password = "nomulti", "pw"
+	scripter := redis.NewClient(o)
+	b.Cleanup(func() { scripter.Close() })
+	scripted, err := remote.New(scripter, remote.Options{Namespace: "raw", Timeout: time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ways := []struct {
 		name string
-		send func(v string) error
+		send func(channel, v string) error
 	}{
-		{"publish", func(v string) error { return pub.Publish(ctx, "publish", v).Err() }},
-		{"setnotify", func(v string) error {
-			return store.SetNotify(ctx, "k", []byte(v), time.Hour, remote.Notice{Channel: "setnotify", Payloads: [][]byte{[]byte(v)}})
+		{"publish", func(ch, v string) error { return pub.Publish(ctx, ch, v).Err() }},
+		{"setnotify", func(ch, v string) error {
+			return store.SetNotify(ctx, "k", []byte(v), time.Hour, remote.Notice{Channel: ch, Payloads: [][]byte{[]byte(v)}})
 		}},
-		{"two", func(v string) error {
-			return store.SetNotify(ctx, "k", []byte(v), time.Hour, remote.Notice{Channel: "two", Payloads: [][]byte{[]byte(v)}})
+		{"script", func(ch, v string) error {
+			return scripted.SetNotify(ctx, "k", []byte(v), time.Hour, remote.Notice{Channel: ch, Payloads: [][]byte{[]byte(v)}})
 		}},
-		{"multi", func(v string) error {
-			_, err := pub.TxPipelined(ctx, func(p redis.Pipeliner) error {
-				p.Set(ctx, "raw:k", v, time.Hour)
-				p.Publish(ctx, "multi", v)
-				return nil
-			})
-			return err
-		}},
-		{"pipeline", func(v string) error {
+		{"pipeline", func(ch, v string) error {
 			_, err := pub.Pipelined(ctx, func(p redis.Pipeliner) error {
 				p.Set(ctx, "raw:k", v, time.Hour)
-				p.Publish(ctx, "pipeline", v)
+				p.Publish(ctx, ch, v)
 				return nil
 			})
 			return err
 		}},
 	}
-	steps := make([]func(int), len(rounds))
-	for k, rd := range rounds {
-		got := subs[rd.name]
-		steps[k] = func(i int) {
-			if err := rd.send(strconv.Itoa(i)); err != nil {
-				b.Fatal(err)
+	stop := make(chan struct{})
+	b.Cleanup(func() { close(stop) })
+	var (
+		names []string
+		steps []func(int)
+	)
+	for _, w := range ways {
+		for _, two := range []bool{false, true} {
+			name := w.name
+			if two {
+				name += "-two"
 			}
-			<-got
+			got := handoffSubscriber(b, srv.Client(b), name)
+			if two {
+				self := handoffSubscriber(b, srv.Client(b), name) // the writer's own
+				go func() {
+					for {
+						select {
+						case <-self:
+						case <-stop:
+							return
+						}
+					}
+				}()
+			}
+			names = append(names, name)
+			steps = append(steps, func(i int) {
+				if err := w.send(name, strconv.Itoa(i)); err != nil {
+					b.Fatal(err)
+				}
+				<-got
+			})
 		}
 	}
 	lat := alternate(b, steps)
-	p50 := make([]time.Duration, len(rounds))
-	for k := range rounds {
+	p50 := make([]time.Duration, len(steps))
+	for k := range steps {
 		p50[k] = median(lat[k])
 	}
-	for k, rd := range rounds {
-		b.ReportMetric(float64(p50[k].Microseconds()), rd.name+"-p50-µs")
+	for k, name := range names {
+		b.ReportMetric(float64(p50[k].Microseconds()), name+"-p50-µs")
 		if k > 0 {
-			b.ReportMetric(float64(p50[k])/float64(p50[0]), rd.name+"/publish")
+			b.ReportMetric(float64(p50[k])/float64(p50[0]), name+"/publish")
 		}
 	}
 }

@@ -15,8 +15,9 @@
 // With Redis set, Set, Delete and Invalidate tell the other replicas, over
 // the pub/sub channel "<Namespace>:invalidate" (package invalidate), about
 // the keys they change. Set and Delete send that message with the write, in
-// one Lua script on a single server (atomic, so messages arrive in the
-// order of the writes) and right after it on a cluster. A Set's message
+// one MULTI/EXEC on a single server (atomic, so messages arrive in the order
+// of the writes; one Lua script for a user who may not run transactions)
+// and right after it on a cluster. A Set's message
 // carries the new value when it is at most Options.PushMaxBytes (single
 // server only): a replica holding the key replaces its copy at once; other
 // messages make replicas drop their copies, to read Redis on their next

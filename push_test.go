@@ -12,22 +12,28 @@ import (
 	"github.com/tier-cache/tier/invalidate"
 )
 
-// afterScriptHook runs wait after each notify script has run,
-// before its caller sees the reply.
+// afterScriptHook runs wait after each notify write (see isNotifyWrite)
+// has run, before its caller sees the reply.
 type afterScriptHook struct{ wait func() }
 
 func (h *afterScriptHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (h *afterScriptHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		err := next(ctx, cmd)
-		if isScript(cmd) && err == nil { // not the NOSCRIPT of a first EVALSHA
+		if isNotifyWrite([]redis.Cmder{cmd}) && err == nil { // not the NOSCRIPT of a first EVALSHA
 			h.wait()
 		}
 		return err
 	}
 }
 func (h *afterScriptHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		if isNotifyWrite(cmds) && err == nil {
+			h.wait()
+		}
+		return err
+	}
 }
 
 // The writer reads its own write from the near tier even when its own

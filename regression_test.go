@@ -57,8 +57,9 @@ func TestCloseRacingGets(t *testing.T) {
 	}
 }
 
-// txHook holds the next notify script (a Set's or Delete's write and its
-// message) until released, before it is sent.
+// txHook holds the next notify write (a Set's or Delete's write and its
+// message, as a transaction or a script) until released, before it is
+// sent.
 type txHook struct {
 	armed   atomic.Bool
 	entered chan struct{}
@@ -68,21 +69,35 @@ type txHook struct {
 func (h *txHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (h *txHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if isScript(cmd) && h.armed.CompareAndSwap(true, false) {
-			close(h.entered)
-			<-h.release
-		}
+		h.hold([]redis.Cmder{cmd})
 		return next(ctx, cmd)
 	}
 }
 func (h *txHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.hold(cmds)
+		return next(ctx, cmds)
+	}
 }
 
-func isScript(cmd redis.Cmder) bool {
-	switch cmd.Name() {
-	case "evalsha", "eval":
-		return true
+func (h *txHook) hold(cmds []redis.Cmder) {
+	if isNotifyWrite(cmds) && h.armed.CompareAndSwap(true, false) {
+		close(h.entered)
+		<-h.release
+	}
+}
+
+// isNotifyWrite reports whether cmds are a write and its message, as sent
+// by remote.Store.SetNotify or DeleteNotify on a single server: one script,
+// or MULTI, the write, its PUBLISHes and EXEC (and not the empty
+// MULTI/EXEC that asks the server whether it runs transactions).
+func isNotifyWrite(cmds []redis.Cmder) bool {
+	switch {
+	case len(cmds) == 1:
+		name := cmds[0].Name()
+		return name == "evalsha" || name == "eval"
+	case len(cmds) > 2:
+		return cmds[0].Name() == "multi" && cmds[len(cmds)-1].Name() == "exec"
 	}
 	return false
 }

@@ -1233,9 +1233,9 @@ func (c *Cache[V]) Set(ctx context.Context, key string, value V) error {
 	guard := c.near.StartFill()
 	var farErr error
 	if c.far != nil {
-		// The write and its message go in one round trip (one script on
-		// a single server), so no failure between them leaves other
-		// replicas holding the old value.
+		// The write and its message go in one round trip (one
+		// transaction on a single server), so no failure between them
+		// leaves other replicas holding the old value.
 		if c.bus == nil {
 			farErr = c.far.Set(ctx, key, data, c.farKeep(farTTL))
 		} else if n, push, err := c.setNotice(key, data); err != nil {

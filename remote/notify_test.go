@@ -1,8 +1,11 @@
 package remote_test
 
 import (
+	"context"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -139,42 +142,207 @@ func TestSwap(t *testing.T) {
 	})
 }
 
-// On Redis 7, a notify script checks that the user may publish before it
-// writes: a user allowed the key but not the channel gets an error and
-// no write, rather than a write that no replica hears of.
+// A user allowed the key but not the channel gets an error and no write,
+// rather than a write that no replica hears of: in a transaction, because
+// the server aborts it when it refuses the PUBLISH queued in it; in the
+// script used for a user denied MULTI and EXEC, because on Redis 7 it
+// checks that the user may publish before it writes.
 func TestNotifyDoesBothOrNeither(t *testing.T) {
 	srv := redistest.Start(t)
-	ctx := testCtx(t)
 	admin := srv.Client(t)
-	if err := admin.Do(ctx, "ACL", "SETUSER", "writer", "on", ">pw", "resetkeys", "resetchannels",
-		"~ns:*", "&allowed", "-@all", "+get", "+set", "+unlink", "+publish", "+evalsha", "+eval").Err(); err != nil {
+	for _, tc := range []struct{ name, rights string }{
+		{"transaction", "+multi +exec"},
+		{"script", "+evalsha +eval"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := testCtx(t)
+			s, _ := storeAs(t, srv, "writer-"+tc.name, "~ns:*", "&allowed", "-@all", "+get", "+set", "+unlink", "+publish", tc.rights)
+			if err := admin.Set(ctx, "ns:kept", "old", time.Minute).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if err := admin.Del(ctx, "ns:k").Err(); err != nil {
+				t.Fatal(err)
+			}
+			denied := remote.Notice{Channel: "forbidden", Payloads: [][]byte{[]byte("k")}}
+			if err := s.SetNotify(ctx, "k", []byte("v"), time.Minute, denied); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+				t.Fatalf("SetNotify to a forbidden channel = %v, want a NOPERM error", err)
+			}
+			if n := admin.Exists(ctx, "ns:k").Val(); n != 0 {
+				t.Fatal("SetNotify wrote although it could not publish")
+			}
+			if err := s.DeleteNotify(ctx, []string{"kept"}, denied); err == nil {
+				t.Fatal("DeleteNotify to a forbidden channel succeeded")
+			}
+			if v := admin.Get(ctx, "ns:kept").Val(); v != "old" {
+				t.Fatalf("DeleteNotify deleted although it could not publish: %q", v)
+			}
+			allowed := remote.Notice{Channel: "allowed", Payloads: [][]byte{[]byte("k")}}
+			if err := s.SetNotify(ctx, "k", []byte("v"), time.Minute, allowed); err != nil {
+				t.Fatalf("SetNotify as a user that may publish: %v", err)
+			}
+			if v := admin.Get(ctx, "ns:k").Val(); v != "v" {
+				t.Fatalf("after SetNotify, Redis holds %q", v)
+			}
+		})
+	}
+}
+
+// storeAs returns a Store on srv as a new ACL user with the given rules
+// (after "on", the password, resetkeys and resetchannels), and the
+// commands its client sends, one line per round trip.
+func storeAs(t *testing.T, srv *redistest.Server, user string, rules ...string) (*remote.Store, *sentCommands) {
+	t.Helper()
+	args := []any{"ACL", "SETUSER", user, "on", ">pw", "resetkeys", "resetchannels"}
+	for _, r := range rules {
+		for _, f := range strings.Fields(r) {
+			args = append(args, f)
+		}
+	}
+	if err := srv.Client(t).Do(testCtx(t), args...).Err(); err != nil {
 		t.Fatal(err)
 	}
 	o := srv.Options()
-	o.Username, o.Password = "writer", "pw"
+	o.Username, o.Password = user, "pw"
 	c := redis.NewClient(o)
+	sent := &sentCommands{}
+	c.AddHook(sent)
 	t.Cleanup(func() { c.Close() })
-	s := mustNew(t, c, remote.Options{Namespace: "ns"})
-	if err := admin.Set(ctx, "ns:kept", "old", time.Minute).Err(); err != nil {
+	return mustNew(t, c, remote.Options{Namespace: "ns"}), sent
+}
+
+// sentCommands records the commands a client sends: one line per round
+// trip, its commands' names joined by spaces.
+type sentCommands struct {
+	mu    sync.Mutex
+	trips []string
+}
+
+func (h *sentCommands) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *sentCommands) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.add([]redis.Cmder{cmd})
+		return next(ctx, cmd)
+	}
+}
+func (h *sentCommands) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.add(cmds)
+		return next(ctx, cmds)
+	}
+}
+
+func (h *sentCommands) add(cmds []redis.Cmder) {
+	names := make([]string, 0, len(cmds))
+	for _, c := range cmds {
+		switch c.Name() {
+		case "hello", "client", "auth", "select": // go-redis's handshake
+			continue
+		}
+		names = append(names, c.Name())
+	}
+	if len(names) > 0 {
+		h.mu.Lock()
+		h.trips = append(h.trips, strings.Join(names, " "))
+		h.mu.Unlock()
+	}
+}
+
+// take returns the round trips recorded since the last take.
+func (h *sentCommands) take() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t := h.trips
+	h.trips = nil
+	return t
+}
+
+// A write and its notice go as one MULTI/EXEC once an empty one has shown
+// that the server runs transactions for the user; as one script when it
+// does not. Each is one round trip.
+func TestNotifyWriteForms(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := testCtx(t)
+	n := remote.Notice{Channel: "ch", Payloads: [][]byte{[]byte("a"), []byte("b")}}
+	for _, tc := range []struct {
+		name, rights string
+		first, then  []string
+	}{
+		{"transaction", "+multi +exec",
+			[]string{"multi exec", "multi set publish publish exec"},
+			[]string{"multi set publish publish exec", "multi unlink publish exec"}},
+		{"script", "+evalsha +eval",
+			// A script's first run on a server loads it: EVALSHA, then EVAL.
+			[]string{"multi exec", "evalsha", "eval"},
+			[]string{"evalsha", "evalsha", "eval"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, sent := storeAs(t, srv, "forms-"+tc.name, "~ns:*", "&ch", "-@all", "+set", "+unlink", "+publish", tc.rights)
+			if err := s.SetNotify(ctx, "k", []byte("v"), time.Minute, n); err != nil {
+				t.Fatal(err)
+			}
+			if got := sent.take(); !slices.Equal(got, tc.first) {
+				t.Fatalf("first SetNotify sent %q, want %q", got, tc.first)
+			}
+			if err := s.SetNotify(ctx, "k", []byte("v"), time.Minute, n); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.DeleteNotify(ctx, []string{"k"}, remote.Notice{Channel: "ch", Payloads: [][]byte{[]byte("a")}}); err != nil {
+				t.Fatal(err)
+			}
+			if got := sent.take(); !slices.Equal(got, tc.then) {
+				t.Fatalf("then SetNotify and DeleteNotify sent %q, want %q", got, tc.then)
+			}
+		})
+	}
+}
+
+// When the server refuses MULTI after a Store has found that it ran
+// transactions (the user's rights changed), the write's commands run one by
+// one; SetNotify then writes and publishes again as one script, so that
+// the key's last notice is the write that Redis holds, and keeps to
+// scripts.
+func TestNotifyAfterMultiIsRevoked(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := testCtx(t)
+	admin := srv.Client(t)
+	s, sent := storeAs(t, srv, "revoked", "~ns:*", "&ch", "-@all", "+set", "+publish", "+multi +exec +evalsha +eval")
+	sub := admin.Subscribe(ctx, "ch")
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil { // the confirmation
 		t.Fatal(err)
 	}
-
-	denied := remote.Notice{Channel: "forbidden", Payloads: [][]byte{[]byte("k")}}
-	if err := s.SetNotify(ctx, "k", []byte("v"), time.Minute, denied); err == nil || !strings.Contains(err.Error(), "NOPERM") {
-		t.Fatalf("SetNotify to a forbidden channel = %v, want a NOPERM error", err)
+	notice := func(p string) remote.Notice { return remote.Notice{Channel: "ch", Payloads: [][]byte{[]byte(p)}} }
+	if err := s.SetNotify(ctx, "k", []byte("v1"), time.Minute, notice("v1")); err != nil {
+		t.Fatal(err)
 	}
-	if n := admin.Exists(ctx, "ns:k").Val(); n != 0 {
-		t.Fatal("SetNotify wrote although it could not publish")
+	if err := admin.Do(ctx, "ACL", "SETUSER", "revoked", "-multi").Err(); err != nil {
+		t.Fatal(err)
 	}
-	if err := s.DeleteNotify(ctx, []string{"kept"}, denied); err == nil {
-		t.Fatal("DeleteNotify to a forbidden channel succeeded")
+	sent.take()
+	if err := s.SetNotify(ctx, "k", []byte("v2"), time.Minute, notice("v2")); err != nil {
+		t.Fatalf("SetNotify once MULTI was revoked: %v", err)
 	}
-	if v := admin.Get(ctx, "ns:kept").Val(); v != "old" {
-		t.Fatalf("DeleteNotify deleted although it could not publish: %q", v)
+	if err := s.SetNotify(ctx, "k", []byte("v3"), time.Minute, notice("v3")); err != nil {
+		t.Fatal(err)
 	}
-	allowed := remote.Notice{Channel: "allowed", Payloads: [][]byte{[]byte("k")}}
-	if err := s.SetNotify(ctx, "k", []byte("v"), time.Minute, allowed); err != nil {
-		t.Fatalf("SetNotify as a user that may publish: %v", err)
+	want := []string{"multi set publish exec", "evalsha", "eval", "evalsha"}
+	if got := sent.take(); !slices.Equal(got, want) {
+		t.Fatalf("sent %q, want %q", got, want)
+	}
+	var got []string
+	for range 4 {
+		m, err := sub.ReceiveMessage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, m.Payload)
+	}
+	// v2 twice: one by one when MULTI was refused, then in the script.
+	if want := []string{"v1", "v2", "v2", "v3"}; !slices.Equal(got, want) {
+		t.Fatalf("the channel carried %q, want %q", got, want)
+	}
+	if v := admin.Get(ctx, "ns:k").Val(); v != "v3" {
+		t.Fatalf("Redis holds %q, want v3", v)
 	}
 }
 
