@@ -91,7 +91,11 @@ type Options struct {
 	// outlasts SoftTimeout): the caller gets it without an error, marked
 	// Result.Stale and counted in Stats.StaleServed, while the load goes
 	// on and refreshes the key. Only expiry earns grace: a key that was
-	// Set, Deleted or invalidated is never served stale. Default: 0, off.
+	// Set or Deleted is never served stale, and a cached "not found" gets
+	// none (it lives NotFoundTTL). Invalidate drops near copies only, so
+	// the Redis copy, which it takes to be current, keeps its grace.
+	// GetMany serves what is in grace the same way, for the keys whose
+	// reload fails. Default: 0, off.
 	StaleGrace time.Duration
 
 	// SoftTimeout, with StaleGrace, is how long a caller holding a stale

@@ -491,3 +491,23 @@ func TestGetAfterChangeDoesNotJoinOlderLoad(t *testing.T) {
 		t.Fatalf("after the old load finished: %+v, want new", r)
 	}
 }
+
+// GetMany under a context that has ended returns its error, without taking
+// it for a Redis outage or calling the loader with it.
+func TestGetManyCancelledContext(t *testing.T) {
+	_, client, _ := newMiniredis(t)
+	c := newCache[string](t, Options{Redis: client})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	loads := 0
+	batch := BatchLoaderFunc[string](func(context.Context, []string) (map[string]string, error) {
+		loads++
+		return nil, nil
+	})
+	if _, err := c.GetMany(ctx, []string{"a", "b"}, batch); !errors.Is(err, context.Canceled) {
+		t.Fatalf("GetMany under a cancelled context: %v, want context.Canceled", err)
+	}
+	if st := c.Stats(); loads != 0 || st.FarErrors != 0 {
+		t.Fatalf("%d loads and %d far errors, want none", loads, st.FarErrors)
+	}
+}

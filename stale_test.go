@@ -3,6 +3,8 @@ package tier
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -139,5 +141,95 @@ func TestStaleGraceRealRedis(t *testing.T) {
 	opts.Redis = srv.Client(t)
 	if r, err := newCache[string](t, opts).Fetch(ctx, "k", loader); err != nil || r.Value != "fresh" || r.Source != SourceFar {
 		t.Fatalf("the reload did not replace the stale copy in Redis: %+v, %v", r, err)
+	}
+}
+
+// With StaleGrace, a cached "not found" still lives NotFoundTTL, in Redis
+// too: a key the source has made since is loaded once it is over, not
+// StaleGrace later.
+func TestNotFoundEarnsNoGrace(t *testing.T) {
+	m, client, _ := newMiniredis(t)
+	clock := newFakeClock()
+	var exists atomic.Bool
+	loader := LoaderFunc[string](func(context.Context, string) (string, error) {
+		if !exists.Load() {
+			return "", ErrNotFound
+		}
+		return "made", nil
+	})
+	opts := Options{Redis: client, NotFoundTTL: 10 * time.Second, DisableJitter: true,
+		StaleGrace: time.Hour, Clock: clock}
+	a := newCache[string](t, opts)
+	b := newCache[string](t, opts)
+	ctx := context.Background()
+	if _, err := a.Get(ctx, "k", loader); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get of a missing key: %v", err)
+	}
+	if ttl := m.TTL("tier:k"); ttl <= 0 || ttl > 10*time.Second {
+		t.Fatalf("the Redis tombstone lives %v, want NotFoundTTL (10s)", ttl)
+	}
+	exists.Store(true)
+	clock.Advance(11 * time.Second)
+	m.FastForward(11 * time.Second)
+	for _, c := range []*Cache[string]{a, b} {
+		if v, err := c.Get(ctx, "k", loader); err != nil || v != "made" {
+			t.Fatalf("Get past NotFoundTTL = %q, %v; want the value the source made", v, err)
+		}
+	}
+}
+
+// With StaleGrace, GetMany treats a Redis copy past its TTL as Get does:
+// it reloads it and writes over it, and serves it only when the reload
+// fails.
+func TestGetManyReloadsExpired(t *testing.T) {
+	m, client, _ := newMiniredis(t)
+	clock := newFakeClock()
+	var failing atomic.Bool
+	var loads atomic.Int64
+	batch := BatchLoaderFunc[string](func(_ context.Context, keys []string) (map[string]string, error) {
+		loads.Add(1)
+		if failing.Load() {
+			return nil, errors.New("source down")
+		}
+		out := map[string]string{}
+		for _, k := range keys {
+			out[k] = fmt.Sprintf("%s-%d", k, loads.Load())
+		}
+		return out, nil
+	})
+	opts := Options{Redis: client, NearTTL: 10 * time.Second, FarTTL: 10 * time.Second, DisableJitter: true,
+		StaleGrace: time.Hour, Clock: clock}
+	a := newCache[string](t, opts)
+	b := newCache[string](t, opts)
+	ctx := context.Background()
+	if got, err := a.GetMany(ctx, []string{"k"}, batch); err != nil || got["k"] != "k-1" {
+		t.Fatalf("first GetMany = %v, %v", got, err)
+	}
+	clock.Advance(30 * time.Minute) // past FarTTL, within the grace
+	m.FastForward(30 * time.Minute)
+
+	failing.Store(true)
+	got, err := b.GetMany(ctx, []string{"k"}, batch)
+	if err != nil || got["k"] != "k-1" {
+		t.Fatalf("GetMany of an expired key whose reload fails = %v, %v; want the stale k-1 and no error", got, err)
+	}
+	if st := b.Stats(); st.StaleServed != 1 {
+		t.Fatalf("StaleServed = %d, want 1", st.StaleServed)
+	}
+	got, err = b.GetMany(ctx, []string{"k", "other"}, batch)
+	if err == nil || got["k"] != "k-1" {
+		t.Fatalf("GetMany with a key that has nothing stale = %v, %v; want k's stale value and an error", got, err)
+	}
+
+	failing.Store(false)
+	before := loads.Load()
+	if got, err := b.GetMany(ctx, []string{"k"}, batch); err != nil || got["k"] == "k-1" {
+		t.Fatalf("GetMany of an expired key with a working source = %v, %v; want a reloaded value", got, err)
+	}
+	if loads.Load() != before+1 {
+		t.Fatalf("%d loads, want 1", loads.Load()-before)
+	}
+	if v, err := m.Get("tier:k"); err != nil || !strings.Contains(v, "k-") || strings.Contains(v, "k-1") {
+		t.Fatalf("Redis holds %q, %v: want the reloaded value written over the expired one", v, err)
 	}
 }

@@ -441,13 +441,24 @@ func (c *Cache[V]) keep(e *nearEntry[V], ttl time.Duration) time.Duration {
 	return ttl + c.opts.StaleGrace
 }
 
-// farKeep is keep for Redis: how long Redis keeps a value fresh for ttl
-// (whose header records the end of ttl).
-func (c *Cache[V]) farKeep(ttl time.Duration) time.Duration {
-	if c.opts.StaleGrace == 0 || ttl <= 0 {
+// farKeep is keep for Redis: how long Redis keeps data, stored fresh for
+// ttl (which its header records). A cached "not found" earns no grace: it
+// lives NotFoundTTL, so that a key the source has since made is loaded.
+func (c *Cache[V]) farKeep(ttl time.Duration, data []byte) time.Duration {
+	if c.opts.StaleGrace == 0 || ttl <= 0 || codec.IsTombstone(data) {
 		return ttl
 	}
 	return ttl + c.opts.StaleGrace
+}
+
+// expired reports whether data, read from Redis, is past the TTL its header
+// records: with StaleGrace, Redis keeps values that long after it.
+func (c *Cache[V]) expired(data []byte) bool {
+	if c.opts.StaleGrace == 0 {
+		return false
+	}
+	at, ok := codec.Expiry(data)
+	return ok && !at.After(c.now())
 }
 
 // isFresh reports whether e, from the near tier, is still fresh.
@@ -905,12 +916,15 @@ func (c *Cache[V]) farHit(key string, data []byte, guard local.FillGuard) (Resul
 	if !ok {
 		return Result[V]{}, found[V]{corrupt: data}, nil
 	}
-	if c.opts.StaleGrace > 0 && !absent {
-		if at, ok := codec.Expiry(data); ok && !at.After(c.now()) {
-			// Expired but kept for StaleGrace: load, and serve this if
-			// the load fails; the load writes over these bytes.
-			return Result[V]{}, found[V]{stale: &Result[V]{Value: v, Source: SourceFar}, corrupt: data}, nil
+	if c.expired(data) {
+		// Expired but kept for StaleGrace: load, and serve this if the
+		// load fails; the load writes over these bytes. An expired "not
+		// found" (stored before tombstones earned no grace) is not served.
+		st := found[V]{corrupt: data}
+		if !absent {
+			st.stale = &Result[V]{Value: v, Source: SourceFar}
 		}
+		return Result[V]{}, st, nil
 	}
 	c.stats.farHits.Add(1)
 	c.fillFromFar(guard, key, nearEntry[V]{value: v, absent: absent}, data)
@@ -1108,7 +1122,7 @@ func (c *Cache[V]) writeFar(ctx context.Context, key string, data []byte, ttl ti
 	if c.far == nil || fill.lease == nil || (data == nil && fill.keep) {
 		return
 	}
-	if _, err := c.far.Swap(ctx, key, fill.lease, data, c.farKeep(ttl)); err != nil {
+	if _, err := c.far.Swap(ctx, key, fill.lease, data, c.farKeep(ttl, data)); err != nil {
 		c.farError("set", key, err)
 	}
 }
@@ -1237,14 +1251,14 @@ func (c *Cache[V]) Set(ctx context.Context, key string, value V) error {
 		// transaction on a single server), so no failure between them
 		// leaves other replicas holding the old value.
 		if c.bus == nil {
-			farErr = c.far.Set(ctx, key, data, c.farKeep(farTTL))
+			farErr = c.far.Set(ctx, key, data, c.farKeep(farTTL, data))
 		} else if n, push, err := c.setNotice(key, data); err != nil {
 			farErr = err
 		} else {
 			if push {
 				c.expectPush(key, data, value)
 			}
-			if farErr = c.far.SetNotify(ctx, key, data, c.farKeep(farTTL), n); farErr != nil && push {
+			if farErr = c.far.SetNotify(ctx, key, data, c.farKeep(farTTL, data), n); farErr != nil && push {
 				c.forgetPush(key, data)
 			}
 		}
@@ -1402,12 +1416,19 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 	if len(missing) == 0 {
 		return out, nil
 	}
+	if err := ctx.Err(); err != nil {
+		return out, fmt.Errorf("tier: getmany: %w", err)
+	}
 	guard := c.near.StartFill()
 	toLoad := missing
-	corrupted := map[string][]byte{} // read from Redis as bytes that do not decode
+	corrupted := map[string][]byte{} // read from Redis as bytes that do not decode, or expired
+	stale := map[string]V{}          // expired values kept for StaleGrace, to serve if the load fails
 	farDown := false
 	if c.far != nil {
 		items, err := c.far.GetValues(ctx, missing)
+		if err != nil && ctx.Err() != nil {
+			return out, fmt.Errorf("tier: getmany: %w", ctx.Err())
+		}
 		if err != nil {
 			c.farError("getmany", missing[0], err)
 			farDown = true
@@ -1424,9 +1445,13 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 					continue
 				}
 				v, absent, ok := c.decode(k, data)
-				if !ok {
+				if !ok || c.expired(data) {
+					// Reloaded, and written over these bytes.
 					toLoad = append(toLoad, k)
 					corrupted[k] = data
+					if ok && !absent {
+						stale[k] = v
+					}
 					continue
 				}
 				c.stats.farHits.Add(1)
@@ -1451,7 +1476,16 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 	if err != nil {
 		c.stats.loadErrors.Add(1)
 		c.swapFar(ctx, leaseReleases(leases))
-		return out, fmt.Errorf("tier: load %d keys: %w", len(toLoad), err)
+		// As Get does: what expired within StaleGrace is served; the
+		// error stands only for keys with nothing to serve.
+		for k, v := range stale {
+			out[k] = v
+		}
+		c.stats.staleServed.Add(uint64(len(stale)))
+		if len(stale) == len(toLoad) {
+			return out, nil
+		}
+		return out, fmt.Errorf("tier: load %d keys: %w", len(toLoad)-len(stale), err)
 	}
 	swaps := make(map[string]remote.SwapItem, len(leases)+len(corrupted))
 	for _, k := range toLoad {
@@ -1476,9 +1510,9 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 		}
 		switch {
 		case corrupted[k] != nil:
-			swaps[k] = remote.SwapItem{Old: corrupted[k], Value: data, TTL: c.farKeep(farTTL)}
+			swaps[k] = remote.SwapItem{Old: corrupted[k], Value: data, TTL: c.farKeep(farTTL, data)}
 		case leases[k] != nil:
-			swaps[k] = remote.SwapItem{Old: leases[k], Value: data, TTL: c.farKeep(farTTL)}
+			swaps[k] = remote.SwapItem{Old: leases[k], Value: data, TTL: c.farKeep(farTTL, data)}
 		}
 		c.fillNear(guard, k, e, nearTTL, int64(len(data)))
 	}
