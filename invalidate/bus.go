@@ -23,9 +23,11 @@ type Handler interface {
 	Invalidate(keys []string)
 	// InvalidateAll drops every near copy.
 	InvalidateAll()
-	// Disconnected says that the subscription is lost or was found dead:
-	// messages published from now until the next Connected may never
-	// arrive, so the handler must stop keeping near copies.
+	// Disconnected says that the subscription is lost (its connection
+	// failed, or the server unsubscribed the Bus from its channel or
+	// keyspace pattern) or was found dead: messages published from now
+	// until the next Connected may never arrive, so the handler must stop
+	// keeping near copies.
 	Disconnected()
 	// Connected says that the subscription is confirmed, the first time
 	// and after every reconnection. Messages published before it may have
@@ -65,7 +67,8 @@ type Options struct {
 	// HealthInterval, the subscription is declared dead, the handler is
 	// told Disconnected, and the Bus subscribes again. A dead subscription
 	// is therefore noticed within 2×HealthInterval, and a closed
-	// connection at once. Default: 1s.
+	// connection, or an unsubscribe notice the server sends on its own for
+	// the channel or the keyspace pattern, at once. Default: 1s.
 	HealthInterval time.Duration
 
 	// Timeout bounds each Publish. Default: 100ms.
@@ -84,7 +87,14 @@ type Options struct {
 	// node, which costs more as the cluster grows; a sharded message goes
 	// only to the shard that owns the channel's slot, where every
 	// subscriber of the channel is connected. Re-subscription and gap
-	// detection work as for classic pub/sub. Default: false.
+	// detection work as for classic pub/sub. When the channel's slot moves
+	// to another master, the old owner unsubscribes its subscribers
+	// ("sunsubscribe") but keeps their connections, which go on answering
+	// PINGs: the Bus takes that as a loss (Disconnected) and subscribes
+	// again. A *redis.ClusterClient is then told to reload its map of
+	// slots, as it is whenever a subscription is answered MOVED or ASK,
+	// so that the new subscription goes to the slot's new owner
+	// (Connected). Default: false.
 	Sharded bool
 
 	// Observe, when set, is called on the Bus's goroutine with the
@@ -404,6 +414,7 @@ func (b *Bus) run() {
 			return
 		}
 		b.down(why)
+		b.reloadSlots(why)
 		if confirmed {
 			failures = 0
 		}
@@ -419,7 +430,6 @@ func (b *Bus) run() {
 	}
 }
 
-// receive reads ps until it fails or is found dead, and says why.
 // keyspacePattern is the PSUBSCRIBE pattern for Options.Keyspace: the
 // prefix, its glob characters escaped, then "*".
 func (b *Bus) keyspacePattern() string {
@@ -434,6 +444,8 @@ func (b *Bus) keyspacePattern() string {
 	return sb.String() + "*"
 }
 
+// receive reads ps until it fails, is found dead or is unsubscribed by
+// the server, and says why.
 func (b *Bus) receive(ps *redis.PubSub) (confirmed bool, why error) {
 	pinged := false
 	// Up once the channel, and the keyspace pattern if any, are confirmed.
@@ -477,6 +489,18 @@ func (b *Bus) receive(ps *redis.PubSub) (confirmed bool, why error) {
 				gotChannel = true
 			case m.Kind == "psubscribe" && b.opts.Keyspace != "" && m.Channel == b.keyspacePattern():
 				gotPattern = true
+			case (m.Kind == "unsubscribe" || m.Kind == "sunsubscribe") && m.Channel == b.opts.Channel,
+				m.Kind == "punsubscribe" && b.opts.Keyspace != "" && m.Channel == b.keyspacePattern():
+				// The Bus never unsubscribes on its own (Close closes
+				// the connection), so this is the server's doing: a
+				// cluster node sends sunsubscribe to the subscribers of
+				// a shard channel whose slot it no longer owns, and
+				// keeps the connection, which goes on answering PINGs.
+				// Nothing arrives on it any more: a loss.
+				if b.ctx.Err() != nil {
+					return confirmed, nil
+				}
+				return confirmed, serverUnsubscribed{kind: m.Kind, channel: m.Channel}
 			}
 			if gotChannel && gotPattern && !confirmed {
 				confirmed = true
@@ -600,4 +624,43 @@ func (r *renewingContext) stop() {
 	if r.cancel != nil {
 		r.cancel()
 	}
+}
+
+// slotReloader is a cluster client that can be told its map of slots is
+// stale, as *redis.ClusterClient can.
+type slotReloader interface {
+	ReloadState(ctx context.Context)
+}
+
+// reloadSlots has a cluster client reload its map of slots when why says
+// that the channel's slot is no longer where the client thinks: the server
+// unsubscribed the Bus (a shard channel's slot moved) or refused the
+// subscription with MOVED or ASK. The cluster client routes a subscription
+// by its map, which it reloads on its own only every
+// ClusterStateReloadInterval (a minute by default) or after a MOVED reply
+// to some other command: until then each new SSUBSCRIBE would go to the old
+// owner and get MOVED. The reload is asynchronous; the subscription after
+// the next backoff, or a later one, goes to the new owner.
+func (b *Bus) reloadSlots(why error) {
+	c, ok := b.client.(slotReloader)
+	if !ok || why == nil {
+		return
+	}
+	var su serverUnsubscribed
+	_, moved := redis.IsMovedError(why)
+	_, ask := redis.IsAskError(why)
+	if errors.As(why, &su) || moved || ask {
+		c.ReloadState(b.ctx)
+	}
+}
+
+// serverUnsubscribed is why a subscription ended when the server
+// unsubscribed the Bus from its channel or keyspace pattern.
+type serverUnsubscribed struct{ kind, channel string }
+
+func (e serverUnsubscribed) Error() string {
+	if e.kind == "sunsubscribe" {
+		return fmt.Sprintf("server unsubscribed us from shard channel %q (slot moved?)", e.channel)
+	}
+	return fmt.Sprintf("server unsubscribed us (%s) from %q", e.kind, e.channel)
 }

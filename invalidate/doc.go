@@ -5,11 +5,12 @@
 // It guarantees that every message received on the channel is applied, in
 // the order it arrived, unless it is one the receiving Bus published
 // itself; that a malformed message is counted and ignored, never a crash;
-// and that a subscription that was lost, or that stops answering its
-// health check, is reported to the Handler (Disconnected) within
-// 2×HealthInterval, and every confirmation of the subscription, the first
-// and each after a gap, is reported too (Connected), so that the handler
-// can drop what it cached while messages may have been lost.
+// and that a subscription that was lost (its connection failed, or the
+// server unsubscribed the Bus), or that stops answering its health check,
+// is reported to the Handler (Disconnected) within 2×HealthInterval, and
+// every confirmation of the subscription, the first and each after a gap,
+// is reported too (Connected), so that the handler can drop what it
+// cached while messages may have been lost.
 //
 // # Payloads
 //
@@ -56,9 +57,14 @@
 //
 // Pub/sub delivers at most once: a message published while a replica's
 // subscription is down never reaches it. A Bus notices the loss when the
-// connection fails, or when a PING sent after HealthInterval of silence
-// gets no reply within another HealthInterval; it then calls
-// Handler.Disconnected and subscribes again, with a backoff of at most
-// HealthInterval, and calls Handler.Connected once Redis confirms the new
-// subscription.
+// connection fails, when the server unsubscribes it from its channel or
+// keyspace pattern while keeping the connection (a cluster node does so
+// for the subscribers of a shard channel whose slot moved to another
+// master), or when a PING sent after HealthInterval of silence gets no
+// reply within another HealthInterval; it then calls Handler.Disconnected
+// and subscribes again, with a backoff of at most HealthInterval, and
+// calls Handler.Connected once Redis confirms the new subscription. On a
+// cluster whose slots moved, the Bus has a *redis.ClusterClient reload its
+// map of slots, so that the new subscription goes to the channel's new
+// owner.
 package invalidate
