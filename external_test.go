@@ -5,7 +5,9 @@ import (
 	"errors"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tier-cache/tier/internal/redistest"
 )
@@ -73,5 +75,51 @@ func TestWatchExternalWritesChecksTheServer(t *testing.T) {
 	}
 	if _, err := New[string](Options{WatchExternalWrites: true}); !errors.Is(err, ErrInvalidOptions) {
 		t.Fatalf("New without Redis = %v, want ErrInvalidOptions", err)
+	}
+}
+
+// With WatchExternalWrites, a load's own lease is announced like any
+// write and detaches its flight; with WaitForLoads, the Gets that arrive
+// during the load wait for its value instead of loading again.
+func TestWatchExternalWritesWithWaitForLoads(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	if err := srv.Client(t).ConfigSet(ctx, "notify-keyspace-events", "K$gx").Err(); err != nil {
+		t.Fatal(err)
+	}
+	c := newCache[string](t, Options{Redis: srv.Client(t), Namespace: "ext", WatchExternalWrites: true,
+		WaitForLoads: 20 * time.Second})
+	applied := events(c)
+	var loads atomic.Int64
+	entered, release := make(chan struct{}), make(chan struct{})
+	loader := LoaderFunc[string](func(context.Context, string) (string, error) {
+		if loads.Add(1) == 1 {
+			close(entered)
+			<-release
+		}
+		return "v", nil
+	})
+	got := make(chan string, 11)
+	get := func() {
+		v, err := c.Get(ctx, "k", loader)
+		if err != nil {
+			v = err.Error()
+		}
+		got <- v
+	}
+	go get()
+	<-entered
+	await(t, applied, "keys") // the lease's notification: the flight is detached
+	for range 10 {
+		go get()
+	}
+	close(release)
+	for range 11 {
+		if v := <-got; v != "v" {
+			t.Fatalf("Get = %q, want v", v)
+		}
+	}
+	if n := loads.Load(); n != 1 {
+		t.Fatalf("%d loads for concurrent misses of one key, want 1", n)
 	}
 }

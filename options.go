@@ -153,9 +153,14 @@ type Options struct {
 	// and fails with the command to run; the ACL user then needs
 	// +config|get and +psubscribe). Every write tier makes is then
 	// announced this way too, so replicas drop rather than take pushed
-	// values and refill from Redis. Single server only (keyspace
-	// notifications are per node); not with ShardedPubSub or
-	// DisableInvalidation. Default: false.
+	// values and refill from Redis. A load's own lease and fill are
+	// announced as well, and cannot be told from another program's
+	// writes: each detaches the load's flight and keeps its value out of
+	// the near tier (the next Get reads it from Redis), so Gets of the key
+	// that arrive during the load start another; set WaitForLoads, and
+	// they wait for the first load's value instead of loading again.
+	// Single server only (keyspace notifications are per node); not with
+	// ShardedPubSub or DisableInvalidation. Default: false.
 	WatchExternalWrites bool
 
 	// OnPropagation, when set, is called with the propagation lag of each
