@@ -230,3 +230,145 @@ func TestOnPropagation(t *testing.T) {
 	await(t, bEvents, "keys")
 	<-lags
 }
+
+// holdAfterFirst makes c's subscription, once it has applied its next
+// message, wait until hold is closed; applied hears of every message c
+// applies (see Cache.busEvent).
+func holdAfterFirst(c *Cache[string]) (applied chan string, hold chan struct{}) {
+	applied, hold = make(chan string, 16), make(chan struct{})
+	first := true
+	f := func(e string) {
+		applied <- e
+		if first {
+			first = false
+			<-hold
+		}
+	}
+	c.busEvent.Store(&f)
+	return applied, hold
+}
+
+// marker publishes an operator invalidation of the key "marker" on c's
+// channel and waits until c has applied it, after the n messages before it
+// that make events: then c has applied everything published before it.
+func marker(t *testing.T, c *Cache[string], applied <-chan string, n int) {
+	t.Helper()
+	if err := c.opts.Redis.Publish(context.Background(), c.bus.Channel(), "marker").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for range n + 1 {
+		await(t, applied, "keys")
+	}
+}
+
+// A Set whose value is pushed, then a Set of the same key whose value is
+// too large to push: the first Set's message, arriving late, is older than
+// the second write, and the writer must not take it (nor keep anything
+// that its own second message does not settle).
+func TestLatePushAfterUnpushedSet(t *testing.T) {
+	_, client, _ := newMiniredis(t)
+	a := newCache[string](t, Options{Redis: client, PushMaxBytes: 100})
+	ctx := context.Background()
+	applied, hold := holdAfterFirst(a)
+	if err := a.Set(ctx, "other", "x"); err != nil { // its message holds a's subscription
+		t.Fatal(err)
+	}
+	await(t, applied, "keys")
+	if err := a.Set(ctx, "k", "v1"); err != nil { // pushed; its message waits
+		t.Fatal(err)
+	}
+	big := strings.Repeat("B", 500) // over PushMaxBytes: a bare invalidation
+	if err := a.Set(ctx, "k", big); err != nil {
+		t.Fatal(err)
+	}
+	close(hold)
+	marker(t, a, applied, 1) // v1's message, then the marker
+	for i := range 3 {
+		if r, err := a.Fetch(ctx, "k", constLoader("loaded")); err != nil || r.Value != big {
+			t.Fatalf("Get %d once every message was applied = %.10q from %v, %v; want the later Set's value", i, r.Value, r.Source, err)
+		}
+	}
+}
+
+// A message about an older write that reaches the writer after its Set of
+// the key returned, and before that Set's own message, does not replace
+// the value the Set stored: the writer's own older Set, and another
+// replica's Set that returned before this one began.
+func TestOlderPushDoesNotReplaceNewerSet(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		older func(a, b *Cache[string]) error
+	}{
+		{"own", func(a, _ *Cache[string]) error { return a.Set(context.Background(), "k", "older") }},
+		{"other replica's", func(_, b *Cache[string]) error { return b.Set(context.Background(), "k", "older") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, client, _ := newMiniredis(t)
+			a := newCache[string](t, Options{Redis: client})
+			b := newCache[string](t, Options{Redis: client})
+			ctx := context.Background()
+			applied, hold := holdAfterFirst(a)
+			if err := a.Set(ctx, "other", "x"); err != nil { // holds a's subscription
+				t.Fatal(err)
+			}
+			await(t, applied, "keys")
+			if err := tc.older(a, b); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.Set(ctx, "k", "newer"); err != nil {
+				t.Fatal(err)
+			}
+			// Let the older message through, then hold again.
+			hold2 := make(chan struct{})
+			seen := 0
+			f := func(e string) {
+				applied <- e
+				if seen++; seen == 1 {
+					<-hold2
+				}
+			}
+			a.busEvent.Store(&f)
+			close(hold)
+			await(t, applied, "keys") // the older message, applied
+			if v, err := a.Get(ctx, "k", constLoader("loaded")); err != nil || v != "newer" {
+				t.Errorf("Get on the writer after its Set returned and an older message arrived = %q, %v; want newer", v, err)
+			}
+			close(hold2)
+			marker(t, a, applied, 1) // the newer Set's message, then the marker
+			if v, err := a.Get(ctx, "k", constLoader("loaded")); err != nil || v != "newer" {
+				t.Errorf("Get on the writer once every message was applied = %q, %v; want newer", v, err)
+			}
+		})
+	}
+}
+
+// Two concurrent Sets of one key on one replica, with values too large to
+// push, whose Redis writes land in the other order than their near
+// stores: once their messages are back, the writer serves what Redis
+// holds.
+func TestConcurrentUnpushedSetsOnOneReplica(t *testing.T) {
+	m, _, _ := newMiniredis(t)
+	hook := &txHook{entered: make(chan struct{}), release: make(chan struct{})}
+	a := newCache[string](t, Options{Redis: hookedClient(t, m.Addr(), hook), PushMaxBytes: 16})
+	applied := events(a)
+	ctx := context.Background()
+	v1, v2 := strings.Repeat("1", 100), strings.Repeat("2", 100)
+	hook.armed.Store(true)
+	done := make(chan error)
+	go func() { done <- a.Set(ctx, "k", v1) }()
+	<-hook.entered // Set(v1) has dropped the key and taken its guard; its write waits
+	if err := a.Set(ctx, "k", v2); err != nil {
+		t.Fatal(err)
+	}
+	close(hook.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if raw, _ := m.Get("tier:k"); !strings.Contains(raw, v1) {
+		t.Fatal("Redis should hold v1, written last")
+	}
+	marker(t, a, applied, 0) // both Sets' messages (bare, no event), then the marker
+	if v, err := a.Get(ctx, "k", constLoader("loaded")); err != nil || v != v1 {
+		t.Fatalf("the writer serves %.5q..., %v; Redis holds v1, written last", v, err)
+	}
+}

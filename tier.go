@@ -146,10 +146,10 @@ type Cache[V any] struct {
 	// detaches its flight, and with none in flight that costs no lock.
 	inFlight atomic.Int64
 
-	// pushes holds this replica's Sets whose values are on their way back
-	// in its own update messages (see applyPushed).
+	// pushes holds this replica's latest Set of each key whose message is
+	// on its way back (see applyPushed).
 	pushMu sync.Mutex
-	pushes map[string]pushed[V]
+	pushes map[string]*pushed[V]
 	wg     sync.WaitGroup // running loads
 
 	closing   context.Context // cancelled by Close; ends running loads
@@ -285,8 +285,16 @@ func (h busHandler[V]) Invalidate(keys []string) {
 // the order Redis applied the writes): a key held near takes the new
 // value; one not held stays absent. Either way, loads and far reads of the
 // key under way do not store what they read before it (see local.Replace).
+// Nil values are a bare invalidation this replica sent (see
+// applyOwnInvalidation).
 func (h busHandler[V]) Update(keys []string, values [][]byte, own bool) {
 	c := h.c
+	if values == nil { // a bare invalidation this replica sent
+		for _, k := range keys {
+			c.applyOwnInvalidation(k)
+		}
+		return
+	}
 	if !own {
 		c.stats.updates.Add(uint64(len(keys)))
 	}
@@ -297,22 +305,32 @@ func (h busHandler[V]) Update(keys []string, values [][]byte, own bool) {
 	h.event("keys")
 }
 
-// pushed is a value this replica's Set pushed: its stored bytes, which
-// recognise the message that carries them back, and the value itself.
+// pushed is a Set of this replica whose message is on its way back: the
+// stored bytes the message pushes, which recognise it, or nil when the
+// message is a bare invalidation; and the value itself. Messages arrive in
+// the order Redis applied their writes, and this Set's comes after its
+// write; so, until it arrives, every message about the key that arrives
+// is about an older write (see applyPushed).
 type pushed[V any] struct {
 	data  []byte
 	value V
 }
 
 // expectPush records that a Set of key to value, stored as data, is about
-// to push it.
-func (c *Cache[V]) expectPush(key string, data []byte, value V) {
+// to send its message, which pushes data when push is set; Set forgets it
+// with forgetPush if the write fails.
+func (c *Cache[V]) expectPush(key string, data []byte, value V, push bool) *pushed[V] {
+	p := &pushed[V]{value: value}
+	if push {
+		p.data = data
+	}
 	c.pushMu.Lock()
 	if c.pushes == nil {
-		c.pushes = make(map[string]pushed[V])
+		c.pushes = make(map[string]*pushed[V])
 	}
-	c.pushes[key] = pushed[V]{data: data, value: value}
+	c.pushes[key] = p
 	c.pushMu.Unlock()
+	return p
 }
 
 // storeOwnPush stores the value of this replica's latest Set of key, if
@@ -323,7 +341,7 @@ func (c *Cache[V]) storeOwnPush(key string, data []byte) bool {
 	c.pushMu.Lock()
 	defer c.pushMu.Unlock()
 	p, ok := c.pushes[key]
-	if !ok || !bytes.Equal(p.data, data) {
+	if !ok || p.data == nil || !bytes.Equal(p.data, data) {
 		return false
 	}
 	delete(c.pushes, key)
@@ -336,12 +354,29 @@ func (c *Cache[V]) storeOwnPush(key string, data []byte) bool {
 	return true
 }
 
-// forgetPush drops the push expected for key if its bytes are data.
-func (c *Cache[V]) forgetPush(key string, data []byte) {
+// forgetPush forgets p, the Set of key expectPush returned, if it is still
+// the one expected.
+func (c *Cache[V]) forgetPush(key string, p *pushed[V]) {
 	c.pushMu.Lock()
-	if p, ok := c.pushes[key]; ok && bytes.Equal(p.data, data) {
+	if c.pushes[key] == p {
 		delete(c.pushes, key)
 	}
+	c.pushMu.Unlock()
+}
+
+// applyOwnInvalidation applies a bare invalidation of key that this
+// replica sent (a Delete's, an Invalidate's, or a Set's whose value was
+// not pushed): it drops the near copy, as other replicas do, and takes
+// the message for that of the Set of key expected without a push, if any.
+// The drop settles concurrent Sets of one key from this replica, whose
+// writes Redis may apply in the other order than their stores here; the
+// next Get reads Redis.
+func (c *Cache[V]) applyOwnInvalidation(key string) {
+	c.pushMu.Lock()
+	if p := c.pushes[key]; p != nil && p.data == nil {
+		delete(c.pushes, key)
+	}
+	c.near.Delete(key)
 	c.pushMu.Unlock()
 }
 
@@ -376,6 +411,18 @@ func (c *Cache[V]) purgePushed() {
 // replica forgets that Set, so a late message cannot bring its value back.
 func (c *Cache[V]) applyPushed(key string, data []byte, own bool) {
 	if own && c.storeOwnPush(key, data) {
+		return
+	}
+	// While a Set of this replica is on its way, this message is about an
+	// older write: the key's near copy, this Set's value or older, must
+	// not take it.
+	c.pushMu.Lock()
+	_, waiting := c.pushes[key]
+	if waiting {
+		c.near.Delete(key)
+	}
+	c.pushMu.Unlock()
+	if waiting {
 		return
 	}
 	// Decode only for a key held near; Delete has Replace's effect on an
@@ -1238,12 +1285,16 @@ func (c *Cache[V]) Set(ctx context.Context, key string, value V) error {
 		return nil
 	}
 	// Drop the near copy first, so that loads under way cannot store an
-	// older value over this one; take a guard; write Redis; then store the
-	// value unless something changed the key since the guard: a message
-	// about a later write from another replica, which must win. The store
-	// stamps the key, so a read of this replica that fetched Redis before
-	// the write cannot replace it afterwards (see local.SetIfUnchanged).
-	c.near.Delete(key)
+	// older value over this one, and forget an earlier Set's message: until
+	// this Set's own is back, messages about the key are about older
+	// writes, which the near copy must not take (expectPush). Take a guard;
+	// write Redis; then store the value unless something changed the key
+	// since the guard: a message about another write, or a read of this
+	// replica that fetched Redis before the write; the store stamps the
+	// key, so such a read cannot replace it afterwards either (see
+	// local.SetIfUnchanged). This Set's message settles what remains: it
+	// stores the pushed value, or drops the key (applyOwnInvalidation).
+	c.dropPushed([]string{key})
 	guard := c.near.StartFill()
 	var farErr error
 	if c.far != nil {
@@ -1255,11 +1306,9 @@ func (c *Cache[V]) Set(ctx context.Context, key string, value V) error {
 		} else if n, push, err := c.setNotice(key, data); err != nil {
 			farErr = err
 		} else {
-			if push {
-				c.expectPush(key, data, value)
-			}
-			if farErr = c.far.SetNotify(ctx, key, data, c.farKeep(farTTL, data), n); farErr != nil && push {
-				c.forgetPush(key, data)
+			p := c.expectPush(key, data, value, push)
+			if farErr = c.far.SetNotify(ctx, key, data, c.farKeep(farTTL, data), n); farErr != nil {
+				c.forgetPush(key, p)
 			}
 		}
 	}

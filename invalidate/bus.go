@@ -39,15 +39,17 @@ type Handler interface {
 // stored bytes of keys (see [Bus.UpdateFrames]). A Bus whose handler is
 // not an Updater applies them as plain invalidations of their keys.
 //
-// Unlike invalidations, which a Bus skips when it published them itself,
-// updates reach the Updater whatever their origin, with own set for the
-// Bus's own: messages arrive in the order their writes were applied (when
-// each write and its message go in one transaction), and that order is
-// what settles concurrent writes of one key, this replica's included.
+// Updates reach the Updater whatever their origin, with own set for the
+// Bus's own, and so do the invalidations of keys the Bus published itself
+// (as an Update with nil values), which a plain Handler never sees:
+// messages arrive in the order their writes were applied (when each write
+// and its message go in one transaction), and that order is what settles
+// concurrent writes of one key, this replica's included.
 type Updater interface {
 	Handler
 	// Update applies the new stored bytes of keys: values[i] is that of
-	// keys[i]. The handler owns neither slice after it returns.
+	// keys[i]. Nil values, with own set, are an invalidation of keys that
+	// this Bus published. The handler owns neither slice after it returns.
 	Update(keys []string, values [][]byte, own bool)
 }
 
@@ -573,7 +575,7 @@ func (b *Bus) dispatch(payload string) {
 	own := m.Origin == b.id
 	if own {
 		b.own.Add(1)
-		if u, ok := b.handler.(Updater); ok && m.Values != nil {
+		if u, ok := b.handler.(Updater); ok && !m.All {
 			u.Update(m.Keys, m.Values, true)
 		}
 		return

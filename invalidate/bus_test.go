@@ -319,7 +319,7 @@ func TestUpdatesReachUpdatersOwnIncluded(t *testing.T) {
 			ra.expect(t, "up")
 			newBus(t, client, rb, Options{Namespace: "ns"})
 			rb.expect(t, "up")
-			newBus(t, client, rc, Options{Namespace: "ns"}) // not an Updater
+			c := newBus(t, client, rc, Options{Namespace: "ns"}) // not an Updater
 			rc.expect(t, "up")
 
 			frames, err := a.UpdateFrames([]string{"k1", "k 2"}, [][]byte{[]byte("v1"), []byte("")})
@@ -332,23 +332,38 @@ func TestUpdatesReachUpdatersOwnIncluded(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			// The writer's own update is applied, flagged as its own; a
-			// plain invalidation of its own is still skipped.
+			// The writer's own update is applied, flagged as its own, and
+			// so is a plain invalidation of its own keys, with nil values;
+			// its own invalidation of everything is skipped, as are a plain
+			// Handler's own messages.
 			ra.expect(t, `update ["k1" "k 2"] ["v1" ""] own=true`)
 			rb.expect(t, `update ["k1" "k 2"] ["v1" ""] own=false`)
 			rc.expect(t, `keys ["k1" "k 2"]`)
 			if err := a.Publish(ctx, "plain"); err != nil {
 				t.Fatal(err)
 			}
+			ra.expect(t, `update ["plain"] [] own=true`)
 			rb.expect(t, `keys ["plain"]`)
 			rc.expect(t, `keys ["plain"]`)
+			if err := a.PublishAll(ctx); err != nil {
+				t.Fatal(err)
+			}
+			rb.expect(t, "all")
+			rc.expect(t, "all")
+			if err := c.Publish(ctx, "from c"); err != nil {
+				t.Fatal(err)
+			}
+			ra.expect(t, `keys ["from c"]`)
+			rb.expect(t, `keys ["from c"]`)
 			if err := client.Publish(ctx, "ns:invalidate", "=marker").Err(); err != nil {
 				t.Fatal(err)
 			}
-			ra.expect(t, `keys ["marker"]`)
-			ra.none(t)
-			if st := a.Stats(); st.Own != 2 {
-				t.Fatalf("Own = %d, want 2", st.Own)
+			for _, r := range []updater{ra, {rc}} {
+				r.expect(t, `keys ["marker"]`)
+				r.none(t)
+			}
+			if st := a.Stats(); st.Own != 3 {
+				t.Fatalf("Own = %d, want 3", st.Own)
 			}
 		})
 	}
