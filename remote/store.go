@@ -32,7 +32,8 @@ type Item struct {
 
 // Store is the far tier: values kept in Redis under a namespace prefix.
 //
-// Every method costs one network round trip (one per cluster node touched),
+// Every method costs one network round trip (one per cluster node touched;
+// the first SetNotify or DeleteNotify of a Store on a single server, two),
 // bounds its work by [Options.Timeout] and the caller's context, and reports
 // a missing key as a miss, never as an error. A Store is safe for concurrent
 // use; it holds no connection of its own and needs no closing: the caller
