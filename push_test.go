@@ -2,6 +2,7 @@ package tier
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -370,5 +371,147 @@ func TestConcurrentUnpushedSetsOnOneReplica(t *testing.T) {
 	marker(t, a, applied, 0) // both Sets' messages (bare, no event), then the marker
 	if v, err := a.Get(ctx, "k", constLoader("loaded")); err != nil || v != v1 {
 		t.Fatalf("the writer serves %.5q..., %v; Redis holds v1, written last", v, err)
+	}
+}
+
+// An own message about an older change of the key (a Delete, or a Set too
+// large to push) is not taken for the awaited Set's: a message about an
+// even older write that arrives after it still does not replace the
+// writer's value.
+func TestOlderOwnChangeIsNotTheAwaitedSet(t *testing.T) {
+	big := func(c string) string { return strings.Repeat(c, 200) }
+	for _, tc := range []struct {
+		name  string
+		first func(a *Cache[string]) error
+	}{
+		{"Delete", func(a *Cache[string]) error { return a.Delete(context.Background(), "k") }},
+		{"unpushed Set", func(a *Cache[string]) error { return a.Set(context.Background(), "k", big("O")) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, client, _ := newMiniredis(t)
+			a := newCache[string](t, Options{Redis: client, PushMaxBytes: 64})
+			b := newCache[string](t, Options{Redis: client})
+			ctx := context.Background()
+			applied, hold := holdAfterFirst(a)
+			if err := a.Set(ctx, "other", "x"); err != nil { // holds a's subscription
+				t.Fatal(err)
+			}
+			await(t, applied, "keys")
+			publish := func(p string) {
+				if err := client.Publish(ctx, a.bus.Channel(), p).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := tc.first(a); err != nil { // an own bare message
+				t.Fatal(err)
+			}
+			publish("stop1")
+			if err := b.Set(ctx, "k", "older"); err != nil { // pushed
+				t.Fatal(err)
+			}
+			publish("stop2")
+			newest := big("N") // not pushed
+			if err := a.Set(ctx, "k", newest); err != nil {
+				t.Fatal(err)
+			}
+			holds := []chan struct{}{make(chan struct{}), make(chan struct{})}
+			seen := 0
+			f := func(e string) {
+				applied <- e
+				if seen < len(holds) {
+					h := holds[seen]
+					seen++
+					<-h
+				}
+			}
+			a.busEvent.Store(&f)
+			close(hold)
+			await(t, applied, "keys") // the first own message, then stop1
+			close(holds[0])
+			await(t, applied, "keys") // b's older push
+			if v, err := a.Get(ctx, "k", constLoader("loaded")); err != nil || v != newest {
+				t.Errorf("Get on the writer after its Set returned = %.10q, %v; want its value", v, err)
+			}
+			close(holds[1])
+			marker(t, a, applied, 1) // stop2, the Set's own message, the marker
+			if v, err := a.Get(ctx, "k", constLoader("loaded")); err != nil || v != newest {
+				t.Errorf("Get on the writer once every message was applied = %.10q, %v; want its value", v, err)
+			}
+		})
+	}
+}
+
+// A Set's message that arrives after a Delete of the key and a reload does
+// not bring the deleted value back.
+func TestLateOwnPushAfterDeleteAndReload(t *testing.T) {
+	_, client, _ := newMiniredis(t)
+	a := newCache[string](t, Options{Redis: client})
+	ctx := context.Background()
+	applied, hold := holdAfterFirst(a)
+	if err := a.Set(ctx, "other", "x"); err != nil {
+		t.Fatal(err)
+	}
+	await(t, applied, "keys")
+	if err := a.Set(ctx, "k", "deleted"); err != nil { // pushed; its message waits
+		t.Fatal(err)
+	}
+	if err := a.Delete(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := a.Get(ctx, "k", constLoader("reloaded")); err != nil || v != "reloaded" {
+		t.Fatalf("Get after Delete = %q, %v", v, err)
+	}
+	hold2 := make(chan struct{})
+	seen := 0
+	f := func(e string) {
+		applied <- e
+		if seen++; seen == 1 {
+			<-hold2
+		}
+	}
+	a.busEvent.Store(&f)
+	close(hold)
+	await(t, applied, "keys") // the Set's message; the Delete's is held back
+	if v, err := a.Get(ctx, "k", constLoader("reloaded")); err != nil || v != "reloaded" {
+		t.Errorf("Get on the writer after its Delete returned = %q, %v; the deleted value came back", v, err)
+	}
+	close(hold2)
+}
+
+// The changes a replica awaits are forgotten when its subscription comes
+// back, since their messages may have been lost in the gap: other
+// replicas' pushes then reach its near tier again.
+func TestAwaitedChangesForgottenAfterGap(t *testing.T) {
+	srv := redistest.Start(t)
+	client := srv.Client(t)
+	a := newCache[string](t, Options{Redis: client, Namespace: "gap"})
+	b := newCache[string](t, Options{Redis: srv.Client(t), Namespace: "gap"})
+	ev := events(a)
+	ctx := context.Background()
+	if err := client.ClientKillByFilter(ctx, "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	await(t, ev, "down")
+	for i := range 10 { // their messages are published while a is not subscribed
+		if err := a.Set(ctx, fmt.Sprint("k", i), "v1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	await(t, ev, "up")
+	if r, err := a.Fetch(ctx, "k0", constLoader("unused")); err != nil || r.Value != "v1" {
+		t.Fatalf("Fetch = %+v, %v", r, err)
+	}
+	if err := b.Set(ctx, "k0", "w"); err != nil {
+		t.Fatal(err)
+	}
+	await(t, ev, "keys")
+	if r, err := a.Fetch(ctx, "k0", constLoader("unused")); err != nil || r.Value != "w" || r.Source != SourceNear {
+		t.Fatalf("after b's pushed Set, a's Fetch = %+v, %v; want w from near", r, err)
+	}
+	a.pendMu.Lock()
+	n := len(a.pending)
+	a.pendMu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d changes still awaited after the gap", n)
 	}
 }

@@ -146,11 +146,11 @@ type Cache[V any] struct {
 	// detaches its flight, and with none in flight that costs no lock.
 	inFlight atomic.Int64
 
-	// pushes holds this replica's latest Set of each key whose message is
-	// on its way back (see applyPushed).
-	pushMu sync.Mutex
-	pushes map[string]*pushed[V]
-	wg     sync.WaitGroup // running loads
+	// pending holds this replica's latest change (Set or Delete) of each
+	// key whose message is on its way back (see ownChange).
+	pendMu  sync.Mutex
+	pending map[string]*ownChange[V]
+	wg      sync.WaitGroup // running loads
 
 	closing   context.Context // cancelled by Close; ends running loads
 	cancel    context.CancelFunc
@@ -285,146 +285,132 @@ func (h busHandler[V]) Invalidate(keys []string) {
 // the order Redis applied the writes): a key held near takes the new
 // value; one not held stays absent. Either way, loads and far reads of the
 // key under way do not store what they read before it (see local.Replace).
-// Nil values are a bare invalidation this replica sent (see
+// A message without values is a bare invalidation this replica sent (see
 // applyOwnInvalidation).
-func (h busHandler[V]) Update(keys []string, values [][]byte, own bool) {
+func (h busHandler[V]) Update(m *invalidate.Message, own bool) {
 	c := h.c
-	if values == nil { // a bare invalidation this replica sent
-		for _, k := range keys {
-			c.applyOwnInvalidation(k)
+	sent := m.Sent.UnixNano()
+	if m.Values == nil {
+		for _, k := range m.Keys {
+			c.applyOwnInvalidation(k, sent)
 		}
 		return
 	}
 	if !own {
-		c.stats.updates.Add(uint64(len(keys)))
+		c.stats.updates.Add(uint64(len(m.Keys)))
 	}
-	for i, k := range keys {
-		c.applyPushed(k, values[i], own)
+	for i, k := range m.Keys {
+		c.applyPushed(k, m.Values[i], own, sent)
 	}
-	c.detach(keys...)
+	c.detach(m.Keys...)
 	h.event("keys")
 }
 
-// pushed is a Set of this replica whose message is on its way back: the
-// stored bytes the message pushes, which recognise it, or nil when the
-// message is a bare invalidation; and the value itself. Messages arrive in
-// the order Redis applied their writes, and this Set's comes after its
-// write; so, until it arrives, every message about the key that arrives
-// is about an older write (see applyPushed).
-type pushed[V any] struct {
+// ownChange is a Set or Delete of this replica whose message is on its
+// way back, recognised by the message's Sent time (unique among this
+// replica's messages, see invalidate.Bus.Frames). Messages arrive in the
+// order Redis applied their writes, and a change's message comes after its
+// write; so, until it arrives, every other message about the key is about
+// an older write, and the near copy must not take it (applyPushed,
+// applyOwnInvalidation). For a Set whose value is pushed, data is the
+// stored bytes and value the value, which its message stores.
+type ownChange[V any] struct {
+	sent  int64
 	data  []byte
 	value V
 }
 
-// expectPush records that a Set of key to value, stored as data, is about
-// to send its message, which pushes data when push is set; Set forgets it
-// with forgetPush if the write fails.
-func (c *Cache[V]) expectPush(key string, data []byte, value V, push bool) *pushed[V] {
-	p := &pushed[V]{value: value}
-	if push {
-		p.data = data
+// expectOwn records that a change of key, whose message has the Sent time
+// sent, is about to be written; the caller forgets it with forgetOwn if
+// the write fails.
+func (c *Cache[V]) expectOwn(key string, sent time.Time, data []byte, value V) *ownChange[V] {
+	p := &ownChange[V]{sent: sent.UnixNano(), data: data, value: value}
+	c.pendMu.Lock()
+	if c.pending == nil {
+		c.pending = make(map[string]*ownChange[V])
 	}
-	c.pushMu.Lock()
-	if c.pushes == nil {
-		c.pushes = make(map[string]*pushed[V])
-	}
-	c.pushes[key] = p
-	c.pushMu.Unlock()
+	c.pending[key] = p
+	c.pendMu.Unlock()
 	return p
 }
 
-// storeOwnPush stores the value of this replica's latest Set of key, if
-// data is the bytes that Set pushed, and reports whether it did. It runs
-// under pushMu, as do the drops that forget pushes, so that a drop cannot
-// fall between recognising the push and storing its value.
-func (c *Cache[V]) storeOwnPush(key string, data []byte) bool {
-	c.pushMu.Lock()
-	defer c.pushMu.Unlock()
-	p, ok := c.pushes[key]
-	if !ok || p.data == nil || !bytes.Equal(p.data, data) {
-		return false
+// forgetOwn forgets p, the change of key expectOwn returned, if it is
+// still the one expected.
+func (c *Cache[V]) forgetOwn(key string, p *ownChange[V]) {
+	c.pendMu.Lock()
+	if c.pending[key] == p {
+		delete(c.pending, key)
 	}
-	delete(c.pushes, key)
-	ttl, ok := c.nearTTLFrom(false, data)
-	if !ok || !c.nearOK.Load() {
-		return false
-	}
-	e := nearEntry[V]{value: p.value}
-	c.near.SetWith(key, e, c.keep(&e, ttl), int64(len(data)))
-	return true
-}
-
-// forgetPush forgets p, the Set of key expectPush returned, if it is still
-// the one expected.
-func (c *Cache[V]) forgetPush(key string, p *pushed[V]) {
-	c.pushMu.Lock()
-	if c.pushes[key] == p {
-		delete(c.pushes, key)
-	}
-	c.pushMu.Unlock()
+	c.pendMu.Unlock()
 }
 
 // applyOwnInvalidation applies a bare invalidation of key that this
 // replica sent (a Delete's, an Invalidate's, or a Set's whose value was
-// not pushed): it drops the near copy, as other replicas do, and takes
-// the message for that of the Set of key expected without a push, if any.
-// The drop settles concurrent Sets of one key from this replica, whose
-// writes Redis may apply in the other order than their stores here; the
-// next Get reads Redis.
-func (c *Cache[V]) applyOwnInvalidation(key string) {
-	c.pushMu.Lock()
-	if p := c.pushes[key]; p != nil && p.data == nil {
-		delete(c.pushes, key)
+// not pushed) with the Sent time sent. If it is the message of the change
+// awaited for key, the near copy is as new as that change and stays;
+// otherwise it is about an older change, or one not awaited, and the near
+// copy is dropped, as other replicas drop theirs. That settles concurrent
+// Sets of one key from this replica, whose writes Redis may apply in the
+// other order than their stores here.
+func (c *Cache[V]) applyOwnInvalidation(key string, sent int64) {
+	c.pendMu.Lock()
+	if p := c.pending[key]; p != nil && p.sent == sent {
+		delete(c.pending, key)
+	} else {
+		c.near.Delete(key)
 	}
-	c.near.Delete(key)
-	c.pushMu.Unlock()
+	c.pendMu.Unlock()
 }
 
-// dropPushed removes keys from the near tier and forgets their pushes, as
-// one step with respect to storeOwnPush.
-func (c *Cache[V]) dropPushed(keys []string) {
-	c.pushMu.Lock()
+// dropOwn removes keys from the near tier and forgets the changes awaited
+// for them, as one step with respect to applyPushed.
+func (c *Cache[V]) dropOwn(keys []string) {
+	c.pendMu.Lock()
 	for _, k := range keys {
-		delete(c.pushes, k)
+		delete(c.pending, k)
 		c.near.Delete(k)
 	}
-	c.pushMu.Unlock()
+	c.pendMu.Unlock()
 }
 
-// purgePushed empties the near tier and forgets every push, as one step
-// with respect to storeOwnPush.
-func (c *Cache[V]) purgePushed() {
-	c.pushMu.Lock()
-	clear(c.pushes)
+// forgetAllOwn empties the near tier and forgets every change awaited, as
+// one step with respect to applyPushed: after a gap in the subscription,
+// their messages may never arrive.
+func (c *Cache[V]) forgetAllOwn() {
+	c.pendMu.Lock()
+	clear(c.pending)
 	c.near.Purge()
-	c.pushMu.Unlock()
+	c.pendMu.Unlock()
 }
 
-// applyPushed applies the pushed stored bytes data of key.
+// applyPushed applies the pushed stored bytes data of key, from a message
+// with the Sent time sent.
 //
 // Messages arrive in the order Redis applied the writes, so applying each
 // leaves the near tier as Redis is. A key held near takes the new value; a
-// key not held stays absent, except for the latest Set of this replica,
-// recognised by its bytes: it stores its value, so that the writer reads
-// its own write from the near tier even when the message beat its own
-// store (which it then refuses). A Delete or Invalidate of the key by this
-// replica forgets that Set, so a late message cannot bring its value back.
-func (c *Cache[V]) applyPushed(key string, data []byte, own bool) {
-	if own && c.storeOwnPush(key, data) {
+// key not held stays absent. While a change of this replica to the key is
+// awaited (see ownChange), the message is that change's own, which stores
+// the Set's value, so that the writer reads its own write from the near
+// tier even when the message beat its own store (which it then refuses);
+// or it is about an older write, and the near copy is dropped.
+func (c *Cache[V]) applyPushed(key string, data []byte, own bool, sent int64) {
+	c.pendMu.Lock()
+	if p := c.pending[key]; p != nil {
+		if own && p.sent == sent {
+			delete(c.pending, key)
+			if ttl, ok := c.nearTTLFrom(false, data); ok && c.nearOK.Load() {
+				e := nearEntry[V]{value: p.value}
+				c.near.SetWith(key, e, c.keep(&e, ttl), int64(len(data)))
+			} else {
+				c.near.Delete(key)
+			}
+		} else {
+			c.near.Delete(key)
+		}
+		c.pendMu.Unlock()
 		return
 	}
-	// While a Set of this replica is on its way, this message is about an
-	// older write: the key's near copy, this Set's value or older, must
-	// not take it.
-	c.pushMu.Lock()
-	_, waiting := c.pushes[key]
-	if waiting {
-		c.near.Delete(key)
-	}
-	c.pushMu.Unlock()
-	if waiting {
-		return
-	}
+	c.pendMu.Unlock()
 	// Decode only for a key held near; Delete has Replace's effect on an
 	// absent key.
 	if !c.nearOK.Load() || !c.near.Contains(key) {
@@ -445,9 +431,11 @@ func (c *Cache[V]) applyPushed(key string, data []byte, own bool) {
 	c.near.Replace(key, e, c.keep(&e, ttl), int64(len(data)))
 }
 
+// InvalidateAll drops every near copy. The changes awaited stay: their
+// messages are still on their way, after this one.
 func (h busHandler[V]) InvalidateAll() {
 	h.c.stats.invalidations.Add(1)
-	h.c.purgePushed()
+	h.c.near.Purge()
 	h.c.detachAll()
 	h.event("all")
 }
@@ -462,7 +450,7 @@ func (h busHandler[V]) event(e string) {
 // passes the check before the flag flips has a guard older than the Purge.
 func (h busHandler[V]) Disconnected() {
 	h.c.nearOK.Store(false)
-	h.c.purgePushed()
+	h.c.forgetAllOwn()
 	h.c.detachAll()
 	h.event("down")
 }
@@ -471,7 +459,7 @@ func (h busHandler[V]) Disconnected() {
 // fills again: a fill allowed now started its read after the Purge, so
 // after the subscription was confirmed.
 func (h busHandler[V]) Connected() {
-	h.c.near.Purge()
+	h.c.forgetAllOwn() // and the changes made during the gap, whose messages are lost
 	h.c.detachAll()
 	h.c.nearOK.Store(true)
 	h.event("up")
@@ -1285,16 +1273,16 @@ func (c *Cache[V]) Set(ctx context.Context, key string, value V) error {
 		return nil
 	}
 	// Drop the near copy first, so that loads under way cannot store an
-	// older value over this one, and forget an earlier Set's message: until
-	// this Set's own is back, messages about the key are about older
-	// writes, which the near copy must not take (expectPush). Take a guard;
+	// older value over this one, and await this Set's message: until it is
+	// back, messages about the key are about older writes, which the near
+	// copy must not take (ownChange). Take a guard;
 	// write Redis; then store the value unless something changed the key
 	// since the guard: a message about another write, or a read of this
 	// replica that fetched Redis before the write; the store stamps the
 	// key, so such a read cannot replace it afterwards either (see
 	// local.SetIfUnchanged). This Set's message settles what remains: it
 	// stores the pushed value, or drops the key (applyOwnInvalidation).
-	c.dropPushed([]string{key})
+	c.dropOwn([]string{key})
 	guard := c.near.StartFill()
 	var farErr error
 	if c.far != nil {
@@ -1303,12 +1291,16 @@ func (c *Cache[V]) Set(ctx context.Context, key string, value V) error {
 		// leaves other replicas holding the old value.
 		if c.bus == nil {
 			farErr = c.far.Set(ctx, key, data, c.farKeep(farTTL, data))
-		} else if n, push, err := c.setNotice(key, data); err != nil {
+		} else if n, sent, push, err := c.setNotice(key, data); err != nil {
 			farErr = err
 		} else {
-			p := c.expectPush(key, data, value, push)
+			var pushed []byte
+			if push {
+				pushed = data
+			}
+			p := c.expectOwn(key, sent, pushed, value)
 			if farErr = c.far.SetNotify(ctx, key, data, c.farKeep(farTTL, data), n); farErr != nil {
-				c.forgetPush(key, p)
+				c.forgetOwn(key, p)
 			}
 		}
 	}
@@ -1329,26 +1321,26 @@ func (c *Cache[V]) Set(ctx context.Context, key string, value V) error {
 // when it is small enough and messages arrive in the order of the writes
 // (see Options.PushMaxBytes), else a bare invalidation.
 // It reports whether the notice pushes the value.
-func (c *Cache[V]) setNotice(key string, data []byte) (remote.Notice, bool, error) {
+func (c *Cache[V]) setNotice(key string, data []byte) (n remote.Notice, sent time.Time, push bool, err error) {
 	if len(data) <= c.opts.PushMaxBytes && c.far.NotifyInOrder() {
-		frames, err := c.bus.UpdateFrames([]string{key}, [][]byte{data})
+		frames, sent, err := c.bus.UpdateFrames([]string{key}, [][]byte{data})
 		if err == nil {
-			return remote.Notice{Channel: c.bus.Channel(), Payloads: frames, Sharded: c.opts.ShardedPubSub}, true, nil
+			return remote.Notice{Channel: c.bus.Channel(), Payloads: frames, Sharded: c.opts.ShardedPubSub}, sent, true, nil
 		}
 		// Too large for a message after all: a bare invalidation.
 	}
-	n, err := c.notice(key)
-	return n, false, err
+	n, sent, err = c.notice(key)
+	return n, sent, false, err
 }
 
 // notice is the invalidation of keys, to send with the write that changes
-// them.
-func (c *Cache[V]) notice(keys ...string) (remote.Notice, error) {
-	frames, err := c.bus.Frames(keys...)
+// them, and its Sent time.
+func (c *Cache[V]) notice(keys ...string) (remote.Notice, time.Time, error) {
+	frames, sent, err := c.bus.Frames(keys...)
 	if err != nil {
-		return remote.Notice{}, err
+		return remote.Notice{}, time.Time{}, err
 	}
-	return remote.Notice{Channel: c.bus.Channel(), Payloads: frames, Sharded: c.opts.ShardedPubSub}, nil
+	return remote.Notice{Channel: c.bus.Channel(), Payloads: frames, Sharded: c.opts.ShardedPubSub}, sent, nil
 }
 
 // Delete removes keys from both tiers and tells the other replicas to drop
@@ -1369,14 +1361,29 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
 	var err error
 	if c.bus == nil {
 		err = c.far.Delete(ctx, keys...)
-	} else if n, nerr := c.notice(keys...); nerr != nil {
+	} else if n, sent, nerr := c.notice(keys...); nerr != nil {
 		err = nerr
 	} else {
-		err = c.far.DeleteNotify(ctx, keys, n)
+		// Await the Delete's message, so that a late message of an earlier
+		// Set cannot bring a value back (see ownChange).
+		var zero V
+		awaited := make([]*ownChange[V], len(keys))
+		for i, k := range keys {
+			awaited[i] = c.expectOwn(k, sent, nil, zero)
+		}
+		if err = c.far.DeleteNotify(ctx, keys, n); err != nil {
+			for i, k := range keys {
+				c.forgetOwn(k, awaited[i])
+			}
+		}
 	}
 	// Again: a read of this replica that fetched Redis between the first
-	// drop and the delete must not keep what it read.
-	c.DropNear(keys...)
+	// drop and the delete must not keep what it read. The changes awaited
+	// stay awaited.
+	for _, k := range keys {
+		c.near.Delete(k)
+	}
+	c.detach(keys...)
 	if err != nil {
 		c.stats.farErrors.Add(1)
 		return fmt.Errorf("tier: delete: %w", err)
@@ -1404,7 +1411,7 @@ func (c *Cache[V]) InvalidateAll(ctx context.Context) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
-	c.purgePushed()
+	c.near.Purge()
 	c.detachAll()
 	if c.bus == nil {
 		return nil
@@ -1431,7 +1438,7 @@ func (c *Cache[V]) publish(ctx context.Context, op string, keys ...string) error
 // of each reads Redis. Loads of these keys under way do not store what they
 // read in the near tier, and Gets from now on do not wait for them.
 func (c *Cache[V]) DropNear(keys ...string) {
-	c.dropPushed(keys)
+	c.dropOwn(keys)
 	c.detach(keys...)
 }
 

@@ -41,16 +41,19 @@ type Handler interface {
 //
 // Updates reach the Updater whatever their origin, with own set for the
 // Bus's own, and so do the invalidations of keys the Bus published itself
-// (as an Update with nil values), which a plain Handler never sees:
-// messages arrive in the order their writes were applied (when each write
-// and its message go in one transaction), and that order is what settles
-// concurrent writes of one key, this replica's included.
+// (an Update whose message has nil Values), which a plain Handler never
+// sees: messages arrive in the order their writes were applied (when each
+// write and its message go in one transaction), and that order is what
+// settles concurrent writes of one key, this replica's included. The
+// Sent time of an own message tells which of the Bus's batches of frames
+// it belongs to (see [Bus.Frames]).
 type Updater interface {
 	Handler
-	// Update applies the new stored bytes of keys: values[i] is that of
-	// keys[i]. Nil values, with own set, are an invalidation of keys that
-	// this Bus published. The handler owns neither slice after it returns.
-	Update(keys []string, values [][]byte, own bool)
+	// Update applies m, a message with the new stored bytes of its keys
+	// (m.Values[i] is that of m.Keys[i]) or, when own is set, a plain
+	// invalidation this Bus published (m.Values is nil). The handler must
+	// not keep m's slices after it returns.
+	Update(m *Message, own bool)
 }
 
 // Options configure a [Bus]. Channel is required; every other zero value
@@ -148,6 +151,8 @@ type Bus struct {
 	confirmed bool          // a subscription was ever confirmed
 
 	received, own, malformed, published, reconnects, losses, keyspace atomic.Uint64
+
+	lastSent atomic.Int64 // the Sent time of the latest batch of frames, in Unix nanoseconds (see stamp)
 }
 
 // ErrClosed is returned by Publish after Close.
@@ -239,7 +244,7 @@ func (b *Bus) Publish(ctx context.Context, keys ...string) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	frames, err := b.frames(keys, nil)
+	frames, _, err := b.frames(keys, nil)
 	if err != nil {
 		return err
 	}
@@ -249,41 +254,60 @@ func (b *Bus) Publish(ctx context.Context, keys ...string) error {
 // PublishAll tells every Bus on the channel, this one excepted, to drop
 // every near copy.
 func (b *Bus) PublishAll(ctx context.Context) error {
-	return b.publish(ctx, [][]byte{AppendFrame(nil, Message{All: true, Namespace: b.opts.Namespace, Origin: b.id, Sent: time.Now()})})
+	return b.publish(ctx, [][]byte{AppendFrame(nil, Message{All: true, Namespace: b.opts.Namespace, Origin: b.id, Sent: b.stamp()})})
 }
 
 // Frames returns the payloads that Publish would send for keys, for a
 // caller that publishes them itself, for example in the same transaction
-// as the write they announce. Receivers skip them as this Bus's own.
-func (b *Bus) Frames(keys ...string) ([][]byte, error) {
+// as the write they announce, and the Sent time they carry. Receivers skip
+// them as this Bus's own (but an [Updater] handler of this Bus gets them).
+//
+// Sent times are distinct across the batches of one Bus, and grow with
+// each: with the Bus's ID, a batch's Sent time identifies its frames when
+// they come back.
+func (b *Bus) Frames(keys ...string) (frames [][]byte, sent time.Time, err error) {
 	if len(keys) == 0 {
-		return nil, nil
+		return nil, time.Time{}, nil
 	}
 	return b.frames(keys, nil)
 }
 
 // UpdateFrames returns the payloads that carry the new stored bytes of
 // keys (values[i] of keys[i]) to every Bus on the channel, for a caller
-// that publishes them in the transaction of the write. A receiver whose
-// handler is an [Updater] applies them, its own included; others drop the
-// keys. A key and value that do not fit in MaxMessageBytes are an error.
-func (b *Bus) UpdateFrames(keys []string, values [][]byte) ([][]byte, error) {
+// that publishes them in the transaction of the write, and their Sent time
+// (see Frames). A receiver whose handler is an [Updater] applies them, its
+// own included; others drop the keys. A key and value that do not fit in
+// MaxMessageBytes are an error.
+func (b *Bus) UpdateFrames(keys []string, values [][]byte) (frames [][]byte, sent time.Time, err error) {
 	if len(keys) != len(values) {
-		return nil, fmt.Errorf("invalidate: %d keys and %d values", len(keys), len(values))
+		return nil, time.Time{}, fmt.Errorf("invalidate: %d keys and %d values", len(keys), len(values))
 	}
 	if len(keys) == 0 {
-		return nil, nil
+		return nil, time.Time{}, nil
 	}
 	return b.frames(keys, values)
 }
 
+// stamp returns the Sent time of a new batch of frames: now, or just after
+// the previous batch's when the clock has not moved past it.
+func (b *Bus) stamp() time.Time {
+	now := time.Now().UnixNano()
+	for {
+		last := b.lastSent.Load()
+		next := max(now, last+1)
+		if b.lastSent.CompareAndSwap(last, next) {
+			return time.Unix(0, next)
+		}
+	}
+}
+
 // frames splits keys (and values, if not nil) into frames under
-// MaxMessageBytes.
-func (b *Bus) frames(keys []string, values [][]byte) ([][]byte, error) {
+// MaxMessageBytes, all with one new Sent time.
+func (b *Bus) frames(keys []string, values [][]byte) ([][]byte, time.Time, error) {
 	frames := make([][]byte, 0, 1)
 	start := 0
 	size := frameOverhead + len(b.opts.Namespace)
-	sent := time.Now()
+	sent := b.stamp()
 	// frame encodes keys[i:j] into a buffer of size bytes, an upper bound
 	// of its length: one allocation, not a growth per field.
 	frame := func(i, j, size int) []byte {
@@ -299,7 +323,7 @@ func (b *Bus) frames(keys []string, values [][]byte) ([][]byte, error) {
 			need += len(values[i]) + binary.MaxVarintLen64
 		}
 		if frameOverhead+len(b.opts.Namespace)+need > b.opts.MaxMessageBytes {
-			return nil, fmt.Errorf("invalidate: key of %d bytes (and its value) does not fit in MaxMessageBytes (%d)", len(k), b.opts.MaxMessageBytes)
+			return nil, time.Time{}, fmt.Errorf("invalidate: key of %d bytes (and its value) does not fit in MaxMessageBytes (%d)", len(k), b.opts.MaxMessageBytes)
 		}
 		if size+need > b.opts.MaxMessageBytes {
 			frames = append(frames, frame(start, i, size))
@@ -307,7 +331,7 @@ func (b *Bus) frames(keys []string, values [][]byte) ([][]byte, error) {
 		}
 		size += need
 	}
-	return append(frames, frame(start, len(keys), size)), nil
+	return append(frames, frame(start, len(keys), size)), sent, nil
 }
 
 func (b *Bus) publish(ctx context.Context, frames [][]byte) error {
@@ -576,7 +600,7 @@ func (b *Bus) dispatch(payload string) {
 	if own {
 		b.own.Add(1)
 		if u, ok := b.handler.(Updater); ok && !m.All {
-			u.Update(m.Keys, m.Values, true)
+			u.Update(&m, true)
 		}
 		return
 	}
@@ -594,7 +618,7 @@ func (b *Bus) dispatch(payload string) {
 		return
 	}
 	if u, ok := b.handler.(Updater); ok && m.Values != nil {
-		u.Update(m.Keys, m.Values, false)
+		u.Update(&m, false)
 		return
 	}
 	b.handler.Invalidate(m.Keys)

@@ -31,8 +31,8 @@ func (r *recorder) Connected()               { r.events <- "up" }
 // updater is a recorder that also takes updates.
 type updater struct{ *recorder }
 
-func (u updater) Update(keys []string, values [][]byte, own bool) {
-	u.events <- fmt.Sprintf("update %q %q own=%v", keys, values, own)
+func (u updater) Update(m *Message, own bool) {
+	u.events <- fmt.Sprintf("update %q %q own=%v", m.Keys, m.Values, own)
 }
 
 // expect reads the next events and compares them with want. The deadline
@@ -322,7 +322,7 @@ func TestUpdatesReachUpdatersOwnIncluded(t *testing.T) {
 			c := newBus(t, client, rc, Options{Namespace: "ns"}) // not an Updater
 			rc.expect(t, "up")
 
-			frames, err := a.UpdateFrames([]string{"k1", "k 2"}, [][]byte{[]byte("v1"), []byte("")})
+			frames, _, err := a.UpdateFrames([]string{"k1", "k 2"}, [][]byte{[]byte("v1"), []byte("")})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -374,12 +374,15 @@ func TestUpdateFramesSplitAndBound(t *testing.T) {
 	b := newBus(t, client, newRecorder(), Options{Namespace: "ns", MaxMessageBytes: 200})
 	keys := []string{"a", "b", "c", "d"}
 	values := [][]byte{make([]byte, 60), make([]byte, 60), make([]byte, 60), make([]byte, 60)}
-	frames, err := b.UpdateFrames(keys, values)
+	frames, sent, err := b.UpdateFrames(keys, values)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var gotKeys []string
 	for _, f := range frames {
+		if m, err := Parse(f, 200); err != nil || !m.Sent.Equal(sent) {
+			t.Fatalf("a frame sent at %v, %v; want the batch's %v", m.Sent, err, sent)
+		}
 		if len(f) > 200 {
 			t.Fatalf("a frame of %d bytes, over MaxMessageBytes", len(f))
 		}
@@ -395,10 +398,10 @@ func TestUpdateFramesSplitAndBound(t *testing.T) {
 	if len(frames) < 2 || strings.Join(gotKeys, "") != "abcd" {
 		t.Fatalf("%d frames with keys %q; want the 4 keys split over several", len(frames), gotKeys)
 	}
-	if _, err := b.UpdateFrames([]string{"big"}, [][]byte{make([]byte, 300)}); err == nil {
+	if _, _, err := b.UpdateFrames([]string{"big"}, [][]byte{make([]byte, 300)}); err == nil {
 		t.Fatal("a value over MaxMessageBytes made a frame")
 	}
-	if _, err := b.UpdateFrames([]string{"a", "b"}, [][]byte{nil}); err == nil {
+	if _, _, err := b.UpdateFrames([]string{"a", "b"}, [][]byte{nil}); err == nil {
 		t.Fatal("2 keys and 1 value made frames")
 	}
 	// One frame is two allocations, the list and the frame, each made at
@@ -518,4 +521,30 @@ func TestKeyspaceNotifications(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.expect(t, `keys ["again"]`)
+}
+
+// Each batch of frames of a Bus has a Sent time of its own, later than
+// the one before, however fast they are made: with the Bus's ID, it
+// identifies the batch when its frames come back.
+func TestBatchesHaveDistinctSentTimes(t *testing.T) {
+	b := newBus(t, backends[0].client(t), newRecorder(), Options{Namespace: "ns"})
+	var last time.Time
+	for i := range 10000 {
+		var (
+			sent time.Time
+			err  error
+		)
+		if i%2 == 0 {
+			_, sent, err = b.Frames("k")
+		} else {
+			_, sent, err = b.UpdateFrames([]string{"k"}, [][]byte{nil})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !sent.After(last) {
+			t.Fatalf("batch %d sent at %v, not after the one before (%v)", i, sent, last)
+		}
+		last = sent
+	}
 }

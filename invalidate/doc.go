@@ -36,7 +36,9 @@
 //	                      origin; other bits must be 0
 //	origin [16]byte       the publishing Bus's ID
 //	sent [8]byte          with flag 0x04: when the frame was made, Unix
-//	                      nanoseconds, big-endian (for Options.Observe)
+//	                      nanoseconds, big-endian (for Options.Observe);
+//	                      distinct for each batch of one Bus, so that
+//	                      with the origin it identifies the batch
 //	uvarint len, bytes    namespace
 //	uvarint count         number of keys: at least 1 unless flags has 0x01
 //	count × (uvarint len, bytes)  the keys; with flag 0x02, each key's

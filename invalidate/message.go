@@ -27,7 +27,9 @@ type Message struct {
 	Origin ID
 
 	// Sent is when the message was made, by the publisher's clock; zero in
-	// an operator's message. Receivers measure propagation lag with it.
+	// an operator's message. Receivers measure propagation lag with it. A
+	// Bus gives each batch of frames its own Sent time, so that with
+	// Origin it identifies them (see Bus.Frames).
 	Sent time.Time
 }
 
