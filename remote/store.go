@@ -488,7 +488,8 @@ func (n Notice) publish(ctx context.Context, pipe redis.Pipeliner) {
 // rights changed), SetNotify writes and publishes again as a script, so
 // that the last notice of the key matches what Redis holds even if the
 // one-by-one notice overtook a concurrent write's, and uses scripts from
-// then on.
+// then on. (Were PUBLISH taken away at the same moment, that write would
+// stay, unheard, and SetNotify would return the script's NOPERM.)
 //
 // A transaction rather than the script when the server allows both,
 // because it costs the server far less: about 5 µs against 12 µs per write

@@ -45,6 +45,9 @@ import (
 	"github.com/tier-cache/tier"
 )
 
+// maxBody is the largest value a PUT stores.
+const maxBody = 1 << 20
+
 func main() {
 	listen := flag.String("listen", "127.0.0.1:8080", "address to serve HTTP on")
 	redisAddr := flag.String("redis", "", "Redis address (default: an embedded miniredis)")
@@ -111,7 +114,13 @@ func run(ctx context.Context, listen, redisAddr, namespace, source string) error
 		io.WriteString(w, res.Value)
 	})
 	mux.HandleFunc("PUT /v/{key}", func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		// A body over the limit is refused whole, never stored cut short.
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			http.Error(w, fmt.Sprintf("value over %d bytes", maxBody), http.StatusRequestEntityTooLarge)
+			return
+		}
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return

@@ -126,4 +126,12 @@ func TestTwoReplicasOnRealRedis(t *testing.T) {
 		t.Fatalf("DELETE on B: %d", st)
 	}
 	a.eventually("user:1", func(v, s string) bool { return s == "load" })
+
+	// A value over the limit is refused whole, and the key keeps its value.
+	if st, _, _ := a.do("PUT", "user:1", strings.Repeat("x", maxBody+1)); st != http.StatusRequestEntityTooLarge {
+		t.Fatalf("PUT of %d bytes: %d, want 413", maxBody+1, st)
+	}
+	if _, v, _ := a.do("GET", "user:1", ""); !strings.HasPrefix(v, "load 2 of user:1") {
+		t.Fatalf("after a refused PUT, GET = %.30q", v)
+	}
 }
