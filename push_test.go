@@ -236,7 +236,15 @@ func TestOnPropagation(t *testing.T) {
 // message, wait until hold is closed; applied hears of every message c
 // applies (see Cache.busEvent).
 func holdAfterFirst(c *Cache[string]) (applied chan string, hold chan struct{}) {
-	applied, hold = make(chan string, 16), make(chan struct{})
+	applied = make(chan string, 16)
+	return applied, holdAfter(c, applied)
+}
+
+// holdAfter is holdAfterFirst with the applied channel of an earlier call:
+// set while the subscription waits on an earlier hold, it holds it again
+// after the one message that the earlier hold lets through.
+func holdAfter(c *Cache[string], applied chan string) (hold chan struct{}) {
+	hold = make(chan struct{})
 	first := true
 	f := func(e string) {
 		applied <- e
@@ -246,7 +254,7 @@ func holdAfterFirst(c *Cache[string]) (applied chan string, hold chan struct{}) 
 		}
 	}
 	c.busEvent.Store(&f)
-	return applied, hold
+	return hold
 }
 
 // marker publishes an operator invalidation of the key "marker" on c's
@@ -320,15 +328,7 @@ func TestOlderPushDoesNotReplaceNewerSet(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Let the older message through, then hold again.
-			hold2 := make(chan struct{})
-			seen := 0
-			f := func(e string) {
-				applied <- e
-				if seen++; seen == 1 {
-					<-hold2
-				}
-			}
-			a.busEvent.Store(&f)
+			hold2 := holdAfter(a, applied)
 			close(hold)
 			await(t, applied, "keys") // the older message, applied
 			if v, err := a.Get(ctx, "k", constLoader("loaded")); err != nil || v != "newer" {
@@ -414,25 +414,16 @@ func TestOlderOwnChangeIsNotTheAwaitedSet(t *testing.T) {
 			if err := a.Set(ctx, "k", newest); err != nil {
 				t.Fatal(err)
 			}
-			holds := []chan struct{}{make(chan struct{}), make(chan struct{})}
-			seen := 0
-			f := func(e string) {
-				applied <- e
-				if seen < len(holds) {
-					h := holds[seen]
-					seen++
-					<-h
-				}
-			}
-			a.busEvent.Store(&f)
+			hold1 := holdAfter(a, applied)
 			close(hold)
 			await(t, applied, "keys") // the first own message, then stop1
-			close(holds[0])
+			hold2 := holdAfter(a, applied)
+			close(hold1)
 			await(t, applied, "keys") // b's older push
 			if v, err := a.Get(ctx, "k", constLoader("loaded")); err != nil || v != newest {
 				t.Errorf("Get on the writer after its Set returned = %.10q, %v; want its value", v, err)
 			}
-			close(holds[1])
+			close(hold2)
 			marker(t, a, applied, 1) // stop2, the Set's own message, the marker
 			if v, err := a.Get(ctx, "k", constLoader("loaded")); err != nil || v != newest {
 				t.Errorf("Get on the writer once every message was applied = %.10q, %v; want its value", v, err)
@@ -461,15 +452,7 @@ func TestLateOwnPushAfterDeleteAndReload(t *testing.T) {
 	if v, err := a.Get(ctx, "k", constLoader("reloaded")); err != nil || v != "reloaded" {
 		t.Fatalf("Get after Delete = %q, %v", v, err)
 	}
-	hold2 := make(chan struct{})
-	seen := 0
-	f := func(e string) {
-		applied <- e
-		if seen++; seen == 1 {
-			<-hold2
-		}
-	}
-	a.busEvent.Store(&f)
+	hold2 := holdAfter(a, applied)
 	close(hold)
 	await(t, applied, "keys") // the Set's message; the Delete's is held back
 	if v, err := a.Get(ctx, "k", constLoader("reloaded")); err != nil || v != "reloaded" {
