@@ -240,6 +240,19 @@ func holdAfterFirst(c *Cache[string]) (applied chan string, hold chan struct{}) 
 	return applied, holdAfter(c, applied)
 }
 
+// holdSubscription makes c's subscription wait, until hold is closed, once
+// it has applied the message of a Set of the key "other", and returns when
+// it waits: the messages published from then on queue up behind it.
+func holdSubscription(t *testing.T, c *Cache[string]) (applied chan string, hold chan struct{}) {
+	t.Helper()
+	applied, hold = holdAfterFirst(c)
+	if err := c.Set(context.Background(), "other", "x"); err != nil {
+		t.Fatal(err)
+	}
+	await(t, applied, "keys")
+	return applied, hold
+}
+
 // holdAfter is holdAfterFirst with the applied channel of an earlier call:
 // set while the subscription waits on an earlier hold, it holds it again
 // after the one message that the earlier hold lets through.
@@ -278,11 +291,7 @@ func TestLatePushAfterUnpushedSet(t *testing.T) {
 	_, client, _ := newMiniredis(t)
 	a := newCache[string](t, Options{Redis: client, PushMaxBytes: 100})
 	ctx := context.Background()
-	applied, hold := holdAfterFirst(a)
-	if err := a.Set(ctx, "other", "x"); err != nil { // its message holds a's subscription
-		t.Fatal(err)
-	}
-	await(t, applied, "keys")
+	applied, hold := holdSubscription(t, a)
 	if err := a.Set(ctx, "k", "v1"); err != nil { // pushed; its message waits
 		t.Fatal(err)
 	}
@@ -316,11 +325,7 @@ func TestOlderPushDoesNotReplaceNewerSet(t *testing.T) {
 			a := newCache[string](t, Options{Redis: client})
 			b := newCache[string](t, Options{Redis: client})
 			ctx := context.Background()
-			applied, hold := holdAfterFirst(a)
-			if err := a.Set(ctx, "other", "x"); err != nil { // holds a's subscription
-				t.Fatal(err)
-			}
-			await(t, applied, "keys")
+			applied, hold := holdSubscription(t, a)
 			if err := tc.older(a, b); err != nil {
 				t.Fatal(err)
 			}
@@ -392,11 +397,7 @@ func TestOlderOwnChangeIsNotTheAwaitedSet(t *testing.T) {
 			a := newCache[string](t, Options{Redis: client, PushMaxBytes: 64})
 			b := newCache[string](t, Options{Redis: client})
 			ctx := context.Background()
-			applied, hold := holdAfterFirst(a)
-			if err := a.Set(ctx, "other", "x"); err != nil { // holds a's subscription
-				t.Fatal(err)
-			}
-			await(t, applied, "keys")
+			applied, hold := holdSubscription(t, a)
 			publish := func(p string) {
 				if err := client.Publish(ctx, a.bus.Channel(), p).Err(); err != nil {
 					t.Fatal(err)
@@ -438,11 +439,7 @@ func TestLateOwnPushAfterDeleteAndReload(t *testing.T) {
 	_, client, _ := newMiniredis(t)
 	a := newCache[string](t, Options{Redis: client})
 	ctx := context.Background()
-	applied, hold := holdAfterFirst(a)
-	if err := a.Set(ctx, "other", "x"); err != nil {
-		t.Fatal(err)
-	}
-	await(t, applied, "keys")
+	applied, hold := holdSubscription(t, a)
 	if err := a.Set(ctx, "k", "deleted"); err != nil { // pushed; its message waits
 		t.Fatal(err)
 	}
