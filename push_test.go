@@ -495,3 +495,73 @@ func TestAwaitedChangesForgottenAfterGap(t *testing.T) {
 		t.Fatalf("%d changes still awaited after the gap", n)
 	}
 }
+
+// A Set whose value is not pushed: once its own message is back, a read
+// that fetched Redis before the write landed, and that another message's
+// drop let fill afterwards, is not kept; the writer serves what Redis
+// holds.
+func TestOwnBareMessageStampsTheKey(t *testing.T) {
+	m, client, _ := newMiniredis(t)
+	tx := &txHook{entered: make(chan struct{}), release: make(chan struct{})}
+	gh := &getHook{entered: make(chan struct{}), release: make(chan struct{})}
+	ac := hookedClient(t, m.Addr(), tx)
+	ac.AddHook(gh)
+	a := newCache[string](t, Options{Redis: ac, PushMaxBytes: 100})
+	b := newCache[string](t, Options{Redis: client, PushMaxBytes: 100})
+	applied := events(a)
+	ctx := context.Background()
+	bigA, bigB := strings.Repeat("A", 500), strings.Repeat("B", 500)
+	tx.armed.Store(true)
+	setDone := make(chan error)
+	go func() { setDone <- a.Set(ctx, "k", bigA) }()
+	<-tx.entered // a's Set has taken its guard; its write waits
+	if err := b.Set(ctx, "k", bigB); err != nil {
+		t.Fatal(err)
+	}
+	await(t, applied, "keys") // b's message: it drops k on a, stamping it
+	gh.armed.Store(true)
+	getDone := make(chan struct{})
+	go func() { a.Fetch(ctx, "k", constLoader("unused")); close(getDone) }()
+	<-gh.entered // a's read has fetched bigB and waits to fill
+	close(tx.release)
+	if err := <-setDone; err != nil {
+		t.Fatal(err)
+	}
+	marker(t, a, applied, 0) // a's own message is applied
+	close(gh.release)
+	<-getDone
+	if r, err := a.Fetch(ctx, "k", constLoader("unused")); err != nil || r.Value != bigA {
+		t.Fatalf("after a's Set returned and its message arrived, a serves %.5q... from %v, %v; Redis holds a's value", r.Value, r.Source, err)
+	}
+}
+
+// An InvalidateAll awaits its own message: a message sent before it that
+// arrives after it cannot store its value, neither an own Set's nor
+// another replica's, whether or not a Get refilled the key in between.
+func TestLateMessageAfterInvalidateAll(t *testing.T) {
+	for _, refill := range []bool{false, true} {
+		t.Run(fmt.Sprintf("refill=%v", refill), func(t *testing.T) {
+			m, client, _ := newMiniredis(t)
+			a := newCache[string](t, Options{Redis: client})
+			ctx := context.Background()
+			applied, hold := holdSubscription(t, a)
+			if err := a.Set(ctx, "k", "v1"); err != nil { // pushed; its message waits
+				t.Fatal(err)
+			}
+			m.FlushAll() // Redis changed by other means
+			if err := a.InvalidateAll(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if refill {
+				if v, err := a.Get(ctx, "k", constLoader("reloaded")); err != nil || v != "reloaded" {
+					t.Fatalf("Get after InvalidateAll = %q, %v", v, err)
+				}
+			}
+			close(hold)
+			marker(t, a, applied, 1) // v1's message, the "*", the marker
+			if r, err := a.Fetch(ctx, "k", constLoader("reloaded")); err != nil || r.Value != "reloaded" {
+				t.Fatalf("Get after InvalidateAll and every message = %q from %v, %v; want what Redis or the source holds", r.Value, r.Source, err)
+			}
+		})
+	}
+}

@@ -150,7 +150,11 @@ type Cache[V any] struct {
 	// key whose message is on its way back (see ownChange).
 	pendMu  sync.Mutex
 	pending map[string]*ownChange[V]
-	wg      sync.WaitGroup // running loads
+	// awaitAll counts this replica's InvalidateAlls whose message is on
+	// its way back: until it is, every message is about a write from
+	// before it, and the near tier takes none of their values.
+	awaitAll int
+	wg       sync.WaitGroup // running loads
 
 	closing   context.Context // cancelled by Close; ends running loads
 	cancel    context.CancelFunc
@@ -290,6 +294,12 @@ func (h busHandler[V]) Invalidate(keys []string) {
 func (h busHandler[V]) Update(m *invalidate.Message, own bool) {
 	c := h.c
 	sent := m.Sent.UnixNano()
+	if m.All { // this replica's InvalidateAll, which purged already
+		c.pendMu.Lock()
+		c.awaitAll = max(c.awaitAll-1, 0)
+		c.pendMu.Unlock()
+		return
+	}
 	if m.Values == nil {
 		for _, k := range m.Keys {
 			c.applyOwnInvalidation(k, sent)
@@ -346,19 +356,20 @@ func (c *Cache[V]) forgetOwn(key string, p *ownChange[V]) {
 
 // applyOwnInvalidation applies a bare invalidation of key that this
 // replica sent (a Delete's, an Invalidate's, or a Set's whose value was
-// not pushed) with the Sent time sent. If it is the message of the change
-// awaited for key, the near copy is as new as that change and stays;
-// otherwise it is about an older change, or one not awaited, and the near
-// copy is dropped, as other replicas drop theirs. That settles concurrent
-// Sets of one key from this replica, whose writes Redis may apply in the
-// other order than their stores here.
+// not pushed) with the Sent time sent: it drops the near copy, as other
+// replicas drop theirs, and if it is the message of the change awaited for
+// key, it ends the wait. The drop settles concurrent Sets of one key from
+// this replica, whose writes Redis may apply in the other order than their
+// stores here; and it stamps the key, so that a read that fetched Redis
+// before the change, and fills after this, cannot keep what it read (the
+// Set's own store may have been refused by an earlier message's stamp).
+// The next Get reads Redis.
 func (c *Cache[V]) applyOwnInvalidation(key string, sent int64) {
 	c.pendMu.Lock()
 	if p := c.pending[key]; p != nil && p.sent == sent {
 		delete(c.pending, key)
-	} else {
-		c.near.Delete(key)
 	}
+	c.near.Delete(key)
 	c.pendMu.Unlock()
 }
 
@@ -379,6 +390,7 @@ func (c *Cache[V]) dropOwn(keys []string) {
 func (c *Cache[V]) forgetAllOwn() {
 	c.pendMu.Lock()
 	clear(c.pending)
+	c.awaitAll = 0
 	c.near.Purge()
 	c.pendMu.Unlock()
 }
@@ -392,12 +404,17 @@ func (c *Cache[V]) forgetAllOwn() {
 // awaited (see ownChange), the message is that change's own, which stores
 // the Set's value, so that the writer reads its own write from the near
 // tier even when the message beat its own store (which it then refuses);
-// or it is about an older write, and the near copy is dropped.
+// or it is about an older write, and the near copy is dropped. While an
+// InvalidateAll of this replica is awaited (see awaitAll), every message
+// is older than it, and only drops.
 func (c *Cache[V]) applyPushed(key string, data []byte, own bool, sent int64) {
 	c.pendMu.Lock()
-	if p := c.pending[key]; p != nil {
-		if own && p.sent == sent {
+	if p := c.pending[key]; p != nil || c.awaitAll > 0 {
+		awaited := p != nil && own && p.sent == sent
+		if awaited {
 			delete(c.pending, key)
+		}
+		if awaited && c.awaitAll == 0 {
 			if ttl, ok := c.nearTTLFrom(false, data); ok && c.nearOK.Load() {
 				e := nearEntry[V]{value: p.value}
 				c.near.SetWith(key, e, c.keep(&e, ttl), int64(len(data)))
@@ -1411,12 +1428,22 @@ func (c *Cache[V]) InvalidateAll(ctx context.Context) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
-	c.near.Purge()
-	c.detachAll()
 	if c.bus == nil {
+		c.near.Purge()
+		c.detachAll()
 		return nil
 	}
+	// Await the message, so that one sent before it and arriving after
+	// cannot store its value (see awaitAll).
+	c.pendMu.Lock()
+	c.awaitAll++
+	c.near.Purge()
+	c.pendMu.Unlock()
+	c.detachAll()
 	if err := c.bus.PublishAll(ctx); err != nil {
+		c.pendMu.Lock()
+		c.awaitAll = max(c.awaitAll-1, 0)
+		c.pendMu.Unlock()
 		c.stats.farErrors.Add(1)
 		return fmt.Errorf("tier: invalidate all: %w", err)
 	}

@@ -40,9 +40,9 @@ type Handler interface {
 // not an Updater applies them as plain invalidations of their keys.
 //
 // Updates reach the Updater whatever their origin, with own set for the
-// Bus's own, and so do the invalidations of keys the Bus published itself
-// (an Update whose message has nil Values), which a plain Handler never
-// sees: messages arrive in the order their writes were applied (when each
+// Bus's own, and so do the invalidations the Bus published itself (an
+// Update whose message has nil Values, of its Keys or, with All, of
+// everything), which a plain Handler never sees: messages arrive in the order their writes were applied (when each
 // write and its message go in one transaction), and that order is what
 // settles concurrent writes of one key, this replica's included. The
 // Sent time of an own message tells which of the Bus's batches of frames
@@ -51,8 +51,8 @@ type Updater interface {
 	Handler
 	// Update applies m, a message with the new stored bytes of its keys
 	// (m.Values[i] is that of m.Keys[i]) or, when own is set, a plain
-	// invalidation this Bus published (m.Values is nil). The handler must
-	// not keep m's slices after it returns.
+	// invalidation this Bus published (m.Values is nil; m.All for one of
+	// everything). The handler must not keep m's slices after it returns.
 	Update(m *Message, own bool)
 }
 
@@ -599,7 +599,7 @@ func (b *Bus) dispatch(payload string) {
 	own := m.Origin == b.id
 	if own {
 		b.own.Add(1)
-		if u, ok := b.handler.(Updater); ok && !m.All {
+		if u, ok := b.handler.(Updater); ok {
 			u.Update(&m, true)
 		}
 		return

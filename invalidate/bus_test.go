@@ -32,6 +32,10 @@ func (r *recorder) Connected()               { r.events <- "up" }
 type updater struct{ *recorder }
 
 func (u updater) Update(m *Message, own bool) {
+	if m.All {
+		u.events <- fmt.Sprintf("update all %q %q own=%v", m.Keys, m.Values, own)
+		return
+	}
 	u.events <- fmt.Sprintf("update %q %q own=%v", m.Keys, m.Values, own)
 }
 
@@ -333,9 +337,8 @@ func TestUpdatesReachUpdatersOwnIncluded(t *testing.T) {
 				}
 			}
 			// The writer's own update is applied, flagged as its own, and
-			// so is a plain invalidation of its own keys, with nil values;
-			// its own invalidation of everything is skipped, as are a plain
-			// Handler's own messages.
+			// so are its plain invalidations, of keys (with nil values) or
+			// of everything; a plain Handler's own messages are skipped.
 			ra.expect(t, `update ["k1" "k 2"] ["v1" ""] own=true`)
 			rb.expect(t, `update ["k1" "k 2"] ["v1" ""] own=false`)
 			rc.expect(t, `keys ["k1" "k 2"]`)
@@ -348,6 +351,7 @@ func TestUpdatesReachUpdatersOwnIncluded(t *testing.T) {
 			if err := a.PublishAll(ctx); err != nil {
 				t.Fatal(err)
 			}
+			ra.expect(t, `update all [] [] own=true`)
 			rb.expect(t, "all")
 			rc.expect(t, "all")
 			if err := c.Publish(ctx, "from c"); err != nil {
