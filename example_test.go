@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"slices"
+	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
@@ -183,4 +184,25 @@ func ExampleCache_Wrap() {
 	// user-7
 	// user-7
 	// user-7
+}
+
+// WaitReady tells when a cache serves from its near tier, for a readiness
+// check: until its invalidation subscription is confirmed, every Get
+// reads Redis.
+func ExampleCache_WaitReady() {
+	client, done := newRedis()
+	defer done()
+	users, err := tier.New[User](tier.Options{Redis: client, Namespace: "users"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer users.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := users.WaitReady(ctx); err != nil {
+		log.Fatal(err) // Redis did not answer in time: not ready
+	}
+	fmt.Println("ready")
+	// Output: ready
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/vmihailenco/msgpack/v5"
 	"go.uber.org/goleak"
+
+	"github.com/tier-cache/tier/internal/redistest"
 )
 
 // Regression tests for races and edge cases found in review.
@@ -510,4 +512,49 @@ func TestGetManyCancelledContext(t *testing.T) {
 	if st := c.Stats(); loads != 0 || st.FarErrors != 0 {
 		t.Fatalf("%d loads and %d far errors, want none", loads, st.FarErrors)
 	}
+}
+
+// WaitReady returns once the subscription is confirmed, the context's
+// error while Redis does not answer, ErrClosed after Close, and nil at
+// once without invalidation.
+func TestWaitReady(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.Stop(t)
+	c := newCacheUnconfirmed[string](t, Options{Redis: srv.Client(t), Namespace: "ready", HealthInterval: 50 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := c.WaitReady(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitReady with Redis down = %v, want the context's deadline", err)
+	}
+	srv.Restart(t)
+	wctx, wcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer wcancel()
+	if err := c.WaitReady(wctx); err != nil {
+		t.Fatalf("WaitReady once Redis is back = %v", err)
+	}
+	if _, err := c.Get(wctx, "k", constLoader("v")); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := c.Fetch(wctx, "k", constLoader("unused")); err != nil || r.Source != SourceNear {
+		t.Fatalf("after WaitReady, the second Get = %+v, %v; want a near hit", r, err)
+	}
+	c.Close()
+	if err := c.WaitReady(wctx); !errors.Is(err, ErrClosed) {
+		t.Fatalf("WaitReady after Close = %v, want ErrClosed", err)
+	}
+	nearOnly := newCache[string](t, Options{})
+	if err := nearOnly.WaitReady(ctx); err != nil {
+		t.Fatalf("WaitReady without Redis = %v", err)
+	}
+}
+
+// newCacheUnconfirmed is newCache without waiting for the subscription.
+func newCacheUnconfirmed[V any](t *testing.T, opts Options) *Cache[V] {
+	t.Helper()
+	c, err := New[V](opts)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }

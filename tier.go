@@ -1461,6 +1461,30 @@ func (c *Cache[V]) publish(ctx context.Context, op string, keys ...string) error
 	return nil
 }
 
+// WaitReady waits until the cache uses its near tier: until its
+// invalidation subscription is confirmed, which New waits for only up to
+// FarTimeout, and which a cache loses and recovers by itself when Redis
+// does (see Stats.Losses). Until then Gets are answered from Redis or the
+// loader, never from the near tier. It returns nil at once for a cache
+// without invalidation (no Redis, or DisableInvalidation), the context's
+// error if it ends first, and ErrClosed after Close. A service can use it
+// as a readiness check.
+func (c *Cache[V]) WaitReady(ctx context.Context) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	if c.bus == nil {
+		return nil
+	}
+	if err := c.bus.WaitConnected(ctx); err != nil {
+		if errors.Is(err, invalidate.ErrClosed) {
+			return ErrClosed
+		}
+		return fmt.Errorf("tier: wait for the invalidation subscription: %w", err)
+	}
+	return nil
+}
+
 // DropNear removes keys from this process's near tier only; the next Get
 // of each reads Redis. Loads of these keys under way do not store what they
 // read in the near tier, and Gets from now on do not wait for them.

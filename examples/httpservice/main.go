@@ -12,6 +12,8 @@
 //	DELETE /v/{key}   delete the value
 //	POST   /invalidate/{key}  drop the key's near copies in every replica
 //	GET    /stats     the cache's counters as JSON
+//	GET    /ready     200 once the replica serves from its near tier (its
+//	                  invalidation subscription is confirmed), else 503
 //
 // The loader makes a value from the key and a counter of this process's
 // loads ("load 3 of user:1 by 127.0.0.1:8081"), so every load can be told
@@ -148,6 +150,16 @@ func run(ctx context.Context, listen, redisAddr, namespace, source string) error
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(cache.Stats())
+	})
+
+	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		defer cancel()
+		if err := cache.WaitReady(ctx); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
 	})
 
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}

@@ -61,6 +61,18 @@ func (r *replica) do(method, key, body string) (status int, value, source string
 	return resp.StatusCode, string(b), resp.Header.Get("X-Cache")
 }
 
+// get fetches path from the replica.
+func (r *replica) get(path string) (status int, body string) {
+	r.t.Helper()
+	resp, err := http.Get(r.base + path)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 // eventually re-reads until want holds: the invalidation travels through
 // Redis pub/sub. The deadline turns a lost message into a failure.
 func (r *replica) eventually(key string, want func(value, source string) bool) (string, string) {
@@ -95,6 +107,11 @@ func TestTwoReplicasOnRealRedis(t *testing.T) {
 	bin := build(t)
 	a := startReplica(t, bin, srv.Addr())
 	b := startReplica(t, bin, srv.Addr())
+	for _, r := range []*replica{a, b} {
+		if st, body := r.get("/ready"); st != http.StatusOK {
+			t.Fatalf("GET /ready: %d %s", st, body)
+		}
+	}
 
 	if _, v, s := a.do("GET", "user:1", ""); s != "load" || !strings.HasPrefix(v, "load 1 of user:1") {
 		t.Fatalf("A first GET: %q from %s", v, s)

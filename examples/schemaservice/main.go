@@ -101,6 +101,14 @@ func run(w io.Writer, addr string, delay time.Duration) error {
 			return err
 		}
 		defer cache.Close()
+		// Serve from the near tier from the first Get: wait until the
+		// replica hears invalidations (New waits only FarTimeout).
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err = cache.WaitReady(wctx)
+		cancel()
+		if err != nil {
+			return err
+		}
 		replicas[i] = &SchemaService{name: fmt.Sprintf("replica-%c", 'A'+i), cache: cache, store: store}
 	}
 	// Start from an empty namespace so that every run tells the same story.
