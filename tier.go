@@ -294,10 +294,15 @@ func (h busHandler[V]) Invalidate(keys []string) {
 func (h busHandler[V]) Update(m *invalidate.Message, own bool) {
 	c := h.c
 	sent := m.Sent.UnixNano()
-	if m.All { // this replica's InvalidateAll, which purged already
+	if m.All {
+		// This replica's InvalidateAll, back: purge again, as other
+		// replicas do now, so that nothing a message stored before it,
+		// whatever awaitAll said, outlives it; and end one wait.
 		c.pendMu.Lock()
 		c.awaitAll = max(c.awaitAll-1, 0)
+		c.near.Purge()
 		c.pendMu.Unlock()
+		c.detachAll()
 		return
 	}
 	if m.Values == nil {
@@ -427,20 +432,27 @@ func (c *Cache[V]) applyPushed(key string, data []byte, own bool, sent int64) {
 		c.pendMu.Unlock()
 		return
 	}
-	c.pendMu.Unlock()
 	// Decode only for a key held near; Delete has Replace's effect on an
 	// absent key.
-	if !c.nearOK.Load() || !c.near.Contains(key) {
+	held := c.nearOK.Load() && c.near.Contains(key)
+	if !held {
 		c.near.Delete(key)
+	}
+	c.pendMu.Unlock()
+	if !held {
 		return
 	}
+	// Decode outside the lock, which Sets and Deletes take; then look
+	// again: a change of this replica, or an InvalidateAll, that began
+	// meanwhile is newer than this message, which then only drops.
 	v, absent, ok := c.decode(key, data)
-	if !ok {
-		c.near.Delete(key)
-		return
+	var ttl time.Duration
+	if ok {
+		ttl, ok = c.nearTTLFrom(absent, data)
 	}
-	ttl, ok := c.nearTTLFrom(absent, data)
-	if !ok {
+	c.pendMu.Lock()
+	defer c.pendMu.Unlock()
+	if !ok || c.pending[key] != nil || c.awaitAll > 0 {
 		c.near.Delete(key)
 		return
 	}

@@ -1,0 +1,148 @@
+package tier
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tier-cache/tier/codec"
+)
+
+// Tests of messages whose application straddles a change of this replica:
+// the subscription's goroutine has checked what the replica awaits and is
+// decoding a pushed value when the change runs.
+
+// blockCodec is JSON under a codec ID of its own whose Unmarshal of the
+// string "old", once armed, signals entered and waits for release: it
+// holds the subscription's goroutine inside the decode of a pushed value.
+type blockCodec struct {
+	armed   *atomic.Bool
+	entered chan struct{}
+	release chan struct{}
+}
+
+func newBlockCodec() blockCodec {
+	return blockCodec{armed: new(atomic.Bool), entered: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (blockCodec) ID() uint8                     { return 200 }
+func (blockCodec) Name() string                  { return "blockjson" }
+func (blockCodec) Marshal(v any) ([]byte, error) { return codec.JSON{}.Marshal(v) }
+func (b blockCodec) Unmarshal(data []byte, v any) error {
+	if string(data) == `"old"` && b.armed.CompareAndSwap(true, false) {
+		close(b.entered)
+		<-b.release
+	}
+	return codec.JSON{}.Unmarshal(data, v)
+}
+
+// An InvalidateAll while another replica's push is being decoded: the
+// push, older than the InvalidateAll, does not survive it, though a Get
+// refilled the key meanwhile.
+func TestPushStraddlingOwnInvalidateAll(t *testing.T) {
+	m, client, _ := newMiniredis(t)
+	bc := newBlockCodec()
+	a := newCache[string](t, Options{Redis: client, Codec: bc})
+	b := newCache[string](t, Options{Redis: client, Codec: newBlockCodec()})
+	applied := events(a)
+	ctx := context.Background()
+	if v, err := a.Get(ctx, "k", constLoader("v0")); err != nil || v != "v0" {
+		t.Fatal(v, err)
+	}
+	bc.armed.Store(true)
+	if err := b.Set(ctx, "k", "old"); err != nil { // pushed; a holds k, so it decodes it
+		t.Fatal(err)
+	}
+	<-bc.entered
+	m.Del("tier:k") // Redis changed by other means
+	if err := a.InvalidateAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := a.Get(ctx, "k", constLoader("reloaded")); err != nil || v != "reloaded" {
+		t.Fatalf("Get after InvalidateAll = %q, %v", v, err)
+	}
+	close(bc.release)
+	marker(t, a, applied, 1) // b's push, a's own "*" (no event), the marker
+	if r, err := a.Fetch(ctx, "k", constLoader("unused")); err != nil || r.Value != "reloaded" {
+		t.Fatalf("after InvalidateAll returned and every message arrived, a serves %q from %v, %v; want the reloaded value", r.Value, r.Source, err)
+	}
+}
+
+// A Set of the writer while another replica's older push is being
+// decoded: the older value does not replace the Set's.
+func TestPushStraddlingOwnSet(t *testing.T) {
+	_, client, _ := newMiniredis(t)
+	bc := newBlockCodec()
+	a := newCache[string](t, Options{Redis: client, Codec: bc})
+	b := newCache[string](t, Options{Redis: client, Codec: newBlockCodec()})
+	applied, hold := holdAfterFirst(a)
+	defer close(hold)
+	ctx := context.Background()
+	if v, err := a.Get(ctx, "k", constLoader("v0")); err != nil || v != "v0" {
+		t.Fatal(v, err)
+	}
+	bc.armed.Store(true)
+	if err := b.Set(ctx, "k", "old"); err != nil {
+		t.Fatal(err)
+	}
+	<-bc.entered
+	if err := a.Set(ctx, "k", "mine"); err != nil {
+		t.Fatal(err)
+	}
+	close(bc.release)
+	await(t, applied, "keys") // b's push applied; the subscription waits on hold
+	if r, err := a.Fetch(ctx, "k", constLoader("unused")); err != nil || r.Value != "mine" {
+		t.Fatalf("the writer after its Set returned and an older message was applied: %q from %v, %v; want mine", r.Value, r.Source, err)
+	}
+}
+
+// errAfterPublish makes the next PUBLISH report an error after it ran, as
+// a reply lost to a timeout would.
+type errAfterPublish struct{ armed atomic.Bool }
+
+func (h *errAfterPublish) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *errAfterPublish) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if cmd.Name() == "publish" && err == nil && h.armed.CompareAndSwap(true, false) {
+			return errors.New("i/o timeout (reply lost)")
+		}
+		return err
+	}
+}
+func (h *errAfterPublish) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// An InvalidateAll whose message went out although it reported an error
+// does not cut short the wait of a later one: a push sent before the
+// later InvalidateAll still does not survive it.
+func TestFailedInvalidateAllDoesNotEndAnothersWait(t *testing.T) {
+	m, _, _ := newMiniredis(t)
+	hook := &errAfterPublish{}
+	a := newCache[string](t, Options{Redis: hookedClient(t, m.Addr(), hook)})
+	ctx := context.Background()
+	applied, hold := holdSubscription(t, a)
+	hook.armed.Store(true)
+	if err := a.InvalidateAll(ctx); err == nil { // published, reported failed
+		t.Fatal("InvalidateAll reported no error")
+	}
+	if err := a.Set(ctx, "k", "v1"); err != nil { // pushed; its message waits
+		t.Fatal(err)
+	}
+	m.FlushAll() // Redis changed by other means
+	if err := a.InvalidateAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := a.Get(ctx, "k", constLoader("reloaded")); err != nil || v != "reloaded" {
+		t.Fatalf("Get after InvalidateAll = %q, %v", v, err)
+	}
+	close(hold)
+	marker(t, a, applied, 1) // "*", v1's message, "*", the marker
+	if r, err := a.Fetch(ctx, "k", constLoader("reloaded")); err != nil || r.Value != "reloaded" {
+		t.Fatalf("after the second InvalidateAll returned and every message arrived, a serves %q from %v, %v; want the reloaded value", r.Value, r.Source, err)
+	}
+}
