@@ -327,19 +327,18 @@ func (h busHandler[V]) Update(m *invalidate.Message, own bool) {
 // order Redis applied their writes, and a change's message comes after its
 // write; so, until it arrives, every other message about the key is about
 // an older write, and the near copy must not take it (applyPushed,
-// applyOwnInvalidation). For a Set whose value is pushed, data is the
-// stored bytes and value the value, which its message stores.
+// applyOwnInvalidation). value is a Set's value, which its own message
+// stores when it pushes it.
 type ownChange[V any] struct {
 	sent  int64
-	data  []byte
 	value V
 }
 
 // expectOwn records that a change of key, whose message has the Sent time
 // sent, is about to be written; the caller forgets it with forgetOwn if
 // the write fails.
-func (c *Cache[V]) expectOwn(key string, sent time.Time, data []byte, value V) *ownChange[V] {
-	p := &ownChange[V]{sent: sent.UnixNano(), data: data, value: value}
+func (c *Cache[V]) expectOwn(key string, sent time.Time, value V) *ownChange[V] {
+	p := &ownChange[V]{sent: sent.UnixNano(), value: value}
 	c.pendMu.Lock()
 	if c.pending == nil {
 		c.pending = make(map[string]*ownChange[V])
@@ -1320,14 +1319,10 @@ func (c *Cache[V]) Set(ctx context.Context, key string, value V) error {
 		// leaves other replicas holding the old value.
 		if c.bus == nil {
 			farErr = c.far.Set(ctx, key, data, c.farKeep(farTTL, data))
-		} else if n, sent, push, err := c.setNotice(key, data); err != nil {
+		} else if n, sent, err := c.setNotice(key, data); err != nil {
 			farErr = err
 		} else {
-			var pushed []byte
-			if push {
-				pushed = data
-			}
-			p := c.expectOwn(key, sent, pushed, value)
+			p := c.expectOwn(key, sent, value)
 			if farErr = c.far.SetNotify(ctx, key, data, c.farKeep(farTTL, data), n); farErr != nil {
 				c.forgetOwn(key, p)
 			}
@@ -1346,20 +1341,19 @@ func (c *Cache[V]) Set(ctx context.Context, key string, value V) error {
 	return nil
 }
 
-// setNotice is the message to send with a Set of key to data: data itself
-// when it is small enough and messages arrive in the order of the writes
-// (see Options.PushMaxBytes), else a bare invalidation.
-// It reports whether the notice pushes the value.
-func (c *Cache[V]) setNotice(key string, data []byte) (n remote.Notice, sent time.Time, push bool, err error) {
+// setNotice is the message to send with a Set of key to data, and its
+// Sent time: data itself when it is small enough and messages arrive in
+// the order of the writes (see Options.PushMaxBytes), else a bare
+// invalidation.
+func (c *Cache[V]) setNotice(key string, data []byte) (remote.Notice, time.Time, error) {
 	if len(data) <= c.opts.PushMaxBytes && c.far.NotifyInOrder() {
 		frames, sent, err := c.bus.UpdateFrames([]string{key}, [][]byte{data})
 		if err == nil {
-			return remote.Notice{Channel: c.bus.Channel(), Payloads: frames, Sharded: c.opts.ShardedPubSub}, sent, true, nil
+			return remote.Notice{Channel: c.bus.Channel(), Payloads: frames, Sharded: c.opts.ShardedPubSub}, sent, nil
 		}
 		// Too large for a message after all: a bare invalidation.
 	}
-	n, sent, err = c.notice(key)
-	return n, sent, false, err
+	return c.notice(key)
 }
 
 // notice is the invalidation of keys, to send with the write that changes
@@ -1398,7 +1392,7 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
 		var zero V
 		awaited := make([]*ownChange[V], len(keys))
 		for i, k := range keys {
-			awaited[i] = c.expectOwn(k, sent, nil, zero)
+			awaited[i] = c.expectOwn(k, sent, zero)
 		}
 		if err = c.far.DeleteNotify(ctx, keys, n); err != nil {
 			for i, k := range keys {
