@@ -146,3 +146,59 @@ func TestFailedInvalidateAllDoesNotEndAnothersWait(t *testing.T) {
 		t.Fatalf("after the second InvalidateAll returned and every message arrived, a serves %q from %v, %v; want the reloaded value", r.Value, r.Source, err)
 	}
 }
+
+// DropNear and Invalidate of the writer do not end the wait for its Set's
+// message: another replica's older push that arrives after them does not
+// replace the value the writer reads back.
+func TestDropDoesNotEndTheWait(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		drop func(c *Cache[string])
+	}{
+		{"DropNear", func(c *Cache[string]) { c.DropNear("k") }},
+		{"Invalidate", func(c *Cache[string]) { _ = c.Invalidate(context.Background(), "k") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, client, _ := newMiniredis(t)
+			a := newCache[string](t, Options{Redis: client})
+			b := newCache[string](t, Options{Redis: client})
+			ctx := context.Background()
+			applied, hold := holdSubscription(t, a)
+			if err := b.Set(ctx, "k", "old"); err != nil { // its message waits at a
+				t.Fatal(err)
+			}
+			if err := a.Set(ctx, "k", "mine"); err != nil {
+				t.Fatal(err)
+			}
+			tc.drop(a)
+			if v, err := a.Get(ctx, "k", constLoader("unused")); err != nil || v != "mine" {
+				t.Fatalf("Get after the drop = %q, %v", v, err)
+			}
+			hold2 := holdAfter(a, applied)
+			defer close(hold2)
+			close(hold)
+			await(t, applied, "keys") // b's older push; a's own message still waits
+			if r, err := a.Fetch(ctx, "k", constLoader("unused")); err != nil || r.Value != "mine" {
+				t.Fatalf("the writer after its Set returned reads %q from %v, %v; Redis holds mine", r.Value, r.Source, err)
+			}
+		})
+	}
+}
+
+// DropNear keeps its promise, the next Get reads Redis, though the
+// message of a Set of the key made before it arrives after it.
+func TestDropNearAfterSetReadsRedis(t *testing.T) {
+	_, client, _ := newMiniredis(t)
+	a := newCache[string](t, Options{Redis: client})
+	ctx := context.Background()
+	applied, hold := holdSubscription(t, a)
+	if err := a.Set(ctx, "k", "v"); err != nil { // its message waits
+		t.Fatal(err)
+	}
+	a.DropNear("k")
+	close(hold)
+	marker(t, a, applied, 1) // the Set's message, then the marker
+	if r, err := a.Fetch(ctx, "k", constLoader("unused")); err != nil || r.Value != "v" || r.Source != SourceFar {
+		t.Fatalf("the first Get after DropNear = %+v, %v; want v from Redis", r, err)
+	}
+}

@@ -328,24 +328,33 @@ func (h busHandler[V]) Update(m *invalidate.Message, own bool) {
 // write; so, until it arrives, every other message about the key is about
 // an older write, and the near copy must not take it (applyPushed,
 // applyOwnInvalidation). value is a Set's value, which its own message
-// stores when it pushes it.
+// stores when it pushes it, unless dropped: DropNear (or Invalidate) of
+// the key came since, after which the next Get must read Redis.
 type ownChange[V any] struct {
-	sent  int64
-	value V
+	sent    int64
+	value   V
+	dropped bool
 }
 
-// expectOwn records that a change of key, whose message has the Sent time
-// sent, is about to be written; the caller forgets it with forgetOwn if
-// the write fails.
-func (c *Cache[V]) expectOwn(key string, sent time.Time, value V) *ownChange[V] {
-	p := &ownChange[V]{sent: sent.UnixNano(), value: value}
+// awaitOwn drops the near copies of keys and records a change of them,
+// whose message has the Sent time sent, as about to be written: one step
+// with respect to applyPushed, so that no older message can store a value
+// between the drop and the wait. value is a Set's value (a Delete's is
+// the zero V). The caller forgets each change with forgetOwn if the write
+// fails.
+func (c *Cache[V]) awaitOwn(keys []string, sent time.Time, value V) []*ownChange[V] {
+	changes := make([]*ownChange[V], len(keys))
 	c.pendMu.Lock()
 	if c.pending == nil {
 		c.pending = make(map[string]*ownChange[V])
 	}
-	c.pending[key] = p
+	for i, k := range keys {
+		changes[i] = &ownChange[V]{sent: sent.UnixNano(), value: value}
+		c.pending[k] = changes[i]
+		c.near.Delete(k)
+	}
 	c.pendMu.Unlock()
-	return p
+	return changes
 }
 
 // forgetOwn forgets p, the change of key expectOwn returned, if it is
@@ -374,17 +383,6 @@ func (c *Cache[V]) applyOwnInvalidation(key string, sent int64) {
 		delete(c.pending, key)
 	}
 	c.near.Delete(key)
-	c.pendMu.Unlock()
-}
-
-// dropOwn removes keys from the near tier and forgets the changes awaited
-// for them, as one step with respect to applyPushed.
-func (c *Cache[V]) dropOwn(keys []string) {
-	c.pendMu.Lock()
-	for _, k := range keys {
-		delete(c.pending, k)
-		c.near.Delete(k)
-	}
 	c.pendMu.Unlock()
 }
 
@@ -418,7 +416,7 @@ func (c *Cache[V]) applyPushed(key string, data []byte, own bool, sent int64) {
 		if awaited {
 			delete(c.pending, key)
 		}
-		if awaited && c.awaitAll == 0 {
+		if awaited && c.awaitAll == 0 && !p.dropped {
 			if ttl, ok := c.nearTTLFrom(false, data); ok && c.nearOK.Load() {
 				e := nearEntry[V]{value: p.value}
 				c.near.SetWith(key, e, c.keep(&e, ttl), int64(len(data)))
@@ -1303,29 +1301,37 @@ func (c *Cache[V]) Set(ctx context.Context, key string, value V) error {
 	// Drop the near copy first, so that loads under way cannot store an
 	// older value over this one, and await this Set's message: until it is
 	// back, messages about the key are about older writes, which the near
-	// copy must not take (ownChange). Take a guard;
-	// write Redis; then store the value unless something changed the key
-	// since the guard: a message about another write, or a read of this
-	// replica that fetched Redis before the write; the store stamps the
-	// key, so such a read cannot replace it afterwards either (see
-	// local.SetIfUnchanged). This Set's message settles what remains: it
-	// stores the pushed value, or drops the key (applyOwnInvalidation).
-	c.dropOwn([]string{key})
+	// copy must not take (ownChange). Take a guard; write Redis; then store
+	// the value unless something changed the key since the guard: a
+	// message about another write, or a read of this replica that fetched
+	// Redis before the write; the store stamps the key, so such a read
+	// cannot replace it afterwards either (see local.SetIfUnchanged). This
+	// Set's message settles what remains: it stores the pushed value, or
+	// drops the key (applyOwnInvalidation).
+	var (
+		n      remote.Notice
+		change *ownChange[V]
+		farErr error
+	)
+	if c.bus != nil {
+		var sent time.Time
+		if n, sent, farErr = c.setNotice(key, data); farErr == nil {
+			change = c.awaitOwn([]string{key}, sent, value)[0]
+		}
+	}
+	if change == nil {
+		c.near.Delete(key)
+	}
 	guard := c.near.StartFill()
-	var farErr error
-	if c.far != nil {
-		// The write and its message go in one round trip (one
-		// transaction on a single server), so no failure between them
-		// leaves other replicas holding the old value.
-		if c.bus == nil {
-			farErr = c.far.Set(ctx, key, data, c.farKeep(farTTL, data))
-		} else if n, sent, err := c.setNotice(key, data); err != nil {
-			farErr = err
-		} else {
-			p := c.expectOwn(key, sent, value)
-			if farErr = c.far.SetNotify(ctx, key, data, c.farKeep(farTTL, data), n); farErr != nil {
-				c.forgetOwn(key, p)
-			}
+	// The write and its message go in one round trip (one transaction on
+	// a single server), so no failure between them leaves other replicas
+	// holding the old value.
+	switch {
+	case c.bus == nil:
+		farErr = c.far.Set(ctx, key, data, c.farKeep(farTTL, data))
+	case change != nil:
+		if farErr = c.far.SetNotify(ctx, key, data, c.farKeep(farTTL, data), n); farErr != nil {
+			c.forgetOwn(key, change)
 		}
 	}
 	if c.nearOK.Load() {
@@ -1377,23 +1383,23 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	c.DropNear(keys...)
 	if c.far == nil {
+		c.DropNear(keys...)
 		return nil
 	}
 	var err error
 	if c.bus == nil {
+		c.DropNear(keys...)
 		err = c.far.Delete(ctx, keys...)
 	} else if n, sent, nerr := c.notice(keys...); nerr != nil {
+		c.DropNear(keys...)
 		err = nerr
 	} else {
-		// Await the Delete's message, so that a late message of an earlier
-		// Set cannot bring a value back (see ownChange).
+		// Drop, and await the Delete's message, so that a late message of
+		// an earlier Set cannot bring a value back (see ownChange).
 		var zero V
-		awaited := make([]*ownChange[V], len(keys))
-		for i, k := range keys {
-			awaited[i] = c.expectOwn(k, sent, zero)
-		}
+		awaited := c.awaitOwn(keys, sent, zero)
+		c.detach(keys...)
 		if err = c.far.DeleteNotify(ctx, keys, n); err != nil {
 			for i, k := range keys {
 				c.forgetOwn(k, awaited[i])
@@ -1495,7 +1501,16 @@ func (c *Cache[V]) WaitReady(ctx context.Context) error {
 // of each reads Redis. Loads of these keys under way do not store what they
 // read in the near tier, and Gets from now on do not wait for them.
 func (c *Cache[V]) DropNear(keys ...string) {
-	c.dropOwn(keys)
+	c.pendMu.Lock()
+	for _, k := range keys {
+		// A change awaited stays awaited, so that older messages still
+		// only drop, but its message will not store its value.
+		if p := c.pending[k]; p != nil {
+			p.dropped = true
+		}
+		c.near.Delete(k)
+	}
+	c.pendMu.Unlock()
 	c.detach(keys...)
 }
 
