@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -421,6 +422,9 @@ func BenchmarkNotifyRounds(b *testing.B) {
 			})
 		}
 	}
+	if err := pub.ConfigResetStat(ctx).Err(); err != nil {
+		b.Fatal(err)
+	}
 	lat := alternate(b, steps)
 	p50 := make([]time.Duration, len(steps))
 	for k := range steps {
@@ -432,6 +436,32 @@ func BenchmarkNotifyRounds(b *testing.B) {
 			b.ReportMetric(float64(p50[k])/float64(p50[0]), name+"/publish")
 		}
 	}
+	// The server's own time per write, from INFO commandstats: a script's
+	// EVALSHA, and a transaction's MULTI and EXEC (EXEC's time includes
+	// the SET and PUBLISH it runs, as EVALSHA's includes the script's).
+	stats, err := pub.Info(ctx, "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(usecPerCall(stats, "evalsha"), "script-server-µs")
+	b.ReportMetric(usecPerCall(stats, "multi")+usecPerCall(stats, "exec"), "multi-server-µs")
+}
+
+// usecPerCall reads a command's usec_per_call from INFO commandstats.
+func usecPerCall(info, command string) float64 {
+	for line := range strings.Lines(info) {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_"+command+":")
+		if !ok {
+			continue
+		}
+		for field := range strings.SplitSeq(rest, ",") {
+			if v, ok := strings.CutPrefix(field, "usec_per_call="); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				return f
+			}
+		}
+	}
+	return 0
 }
 
 // propagationReplicas returns two replicas A and B of an int cache on srv,

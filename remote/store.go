@@ -492,10 +492,11 @@ func (n Notice) publish(ctx context.Context, pipe redis.Pipeliner) {
 // stay, unheard, and SetNotify would return the script's NOPERM.)
 //
 // A transaction rather than the script when the server allows both,
-// because it costs the server far less: about 5 µs against 12 µs per write
-// in INFO commandstats on the machine of README's figures, and a round
-// 1.22× a bare PUBLISH round against 1.37× (BenchmarkNotifyRounds, with
-// the writer's own subscriber on the channel).
+// because it costs the server far less: about 6 µs against 20 µs per write
+// by INFO commandstats on the machine of README's figures, and a round
+// 1.21–1.27× a bare PUBLISH round against 1.34–1.38×, with the writer's
+// own subscriber on the channel (BenchmarkNotifyRounds in the root
+// package reports both).
 //
 // On a cluster, where a transaction cannot span nodes, the PUBLISHes
 // follow once the write is done: two round trips, and a failure between
