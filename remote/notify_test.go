@@ -406,3 +406,71 @@ func TestWritesWithShardedNotice(t *testing.T) {
 		})
 	}
 }
+
+// A Notice's Writer channel gets an empty message in the transaction, just
+// before the payloads. A user who may not publish there loses only that:
+// the write and its payloads go again without it, once, and the Store's
+// later transactions leave it out.
+func TestNotifyWriterChannel(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := testCtx(t)
+	sub := srv.Client(t).Subscribe(ctx, "ch", "ch:writer")
+	defer sub.Close()
+	for range 2 { // the confirmations
+		if _, err := sub.Receive(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	heard := func(n int) []string {
+		t.Helper()
+		var got []string
+		for range n {
+			m, err := sub.ReceiveMessage(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, m.Channel+"="+m.Payload)
+		}
+		return got
+	}
+	n := remote.Notice{Channel: "ch", Payloads: [][]byte{[]byte("a")}, Writer: "ch:writer"}
+	for _, tc := range []struct {
+		name, channels string
+		first, then    []string
+		heard          []string // by a subscriber of both, per write
+	}{
+		{"allowed", "&ch*",
+			[]string{"multi exec", "multi set publish publish exec"},
+			[]string{"multi unlink publish publish exec"},
+			[]string{"ch:writer=", "ch=a"}},
+		{"refused", "&ch",
+			[]string{"multi exec", "multi set publish publish exec", "multi set publish exec"},
+			[]string{"multi unlink publish exec"},
+			[]string{"ch=a"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, sent := storeAs(t, srv, "writer-"+tc.name, "~ns:*", tc.channels, "-@all", "+set", "+unlink", "+publish", "+multi +exec")
+			if err := s.SetNotify(ctx, "k", []byte("v"), time.Minute, n); err != nil {
+				t.Fatal(err)
+			}
+			if got := sent.take(); !slices.Equal(got, tc.first) {
+				t.Fatalf("SetNotify sent %q, want %q", got, tc.first)
+			}
+			if got := heard(len(tc.heard)); !slices.Equal(got, tc.heard) {
+				t.Fatalf("after SetNotify the channels carried %q, want %q", got, tc.heard)
+			}
+			if v := srv.Client(t).Get(ctx, "ns:k").Val(); v != "v" {
+				t.Fatalf("Redis holds %q, want v", v)
+			}
+			if err := s.DeleteNotify(ctx, []string{"k"}, n); err != nil {
+				t.Fatal(err)
+			}
+			if got := sent.take(); !slices.Equal(got, tc.then) {
+				t.Fatalf("DeleteNotify sent %q, want %q", got, tc.then)
+			}
+			if got := heard(len(tc.heard)); !slices.Equal(got, tc.heard) {
+				t.Fatalf("after DeleteNotify the channels carried %q, want %q", got, tc.heard)
+			}
+		})
+	}
+}

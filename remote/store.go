@@ -55,6 +55,10 @@ type Store struct {
 	// Lua script (see SetNotify): txUnknown until the server has answered
 	// a probe.
 	tx atomic.Int32
+
+	// noWriter is set once the server refused a PUBLISH to a
+	// Notice.Writer channel: transactions leave it out from then on.
+	noWriter atomic.Bool
 }
 
 // The states of Store.tx.
@@ -445,6 +449,24 @@ type Notice struct {
 	// Sharded publishes with SPUBLISH, for subscribers of the sharded
 	// channel (SSUBSCRIBE, Redis 7 and later).
 	Sharded bool
+
+	// Writer, when set, is a channel that only the writer's own
+	// subscription listens on (see invalidate.Bus.WriterChannel). A
+	// transaction of SetNotify or DeleteNotify then publishes an empty
+	// message to it just before the payloads, so that the writer's
+	// subscription is the first subscriber that the transaction gives
+	// something to send. Redis's event loop (6 and 7) sends what one turn
+	// produced to the clients in the reverse of the order in which each
+	// got its first reply of the turn: the writer's own copy of the
+	// payloads then goes out after every other subscriber's, whatever the
+	// order in which they subscribed, and no other replica waits for it.
+	// Otherwise a replica that subscribed before the writer gets the
+	// message a socket write later (BenchmarkPropagationPaired in the
+	// root package measures both). Ignored with Sharded, and for scripts.
+	// A user who may not publish to Writer loses only this: the
+	// transaction is sent again without it, and so are the Store's later
+	// ones.
+	Writer string
 }
 
 // scriptArgs returns the ARGV of a notify script: the channel, then
@@ -589,6 +611,10 @@ func (s *Store) atomically(ctx context.Context, n Notice, write func(redis.Pipel
 	}
 	if s.tx.Load() == txMulti {
 		err := s.transaction(ctx, n, write)
+		if errors.Is(err, errNoWriter) {
+			// Nothing ran; s.noWriter is set now.
+			err = s.transaction(ctx, n, write)
+		}
 		if !errors.Is(err, errNoMulti) {
 			return err
 		}
@@ -621,6 +647,10 @@ func (s *Store) probeTx(ctx context.Context) {
 // errNoMulti marks the error of a MULTI the server refused.
 var errNoMulti = errors.New("the server refused MULTI")
 
+// errNoWriter marks the error of a transaction aborted because the server
+// refused its PUBLISH to Notice.Writer.
+var errNoWriter = errors.New("the server refused the PUBLISH to the writer's channel")
+
 // transaction runs the commands write adds, then the PUBLISHes of n, between
 // MULTI and EXEC, in one round trip. The commands go through Do, whose
 // replies may be anything, so that the QUEUED each gets reads as a reply
@@ -635,6 +665,10 @@ func (s *Store) transaction(ctx context.Context, n Notice, write func(redis.Pipe
 	if n.Sharded {
 		publish = "spublish"
 	}
+	var writer *redis.Cmd
+	if n.Writer != "" && !n.Sharded && !s.noWriter.Load() {
+		writer = pipe.Do(ctx, "publish", n.Writer, "")
+	}
 	for _, p := range n.Payloads {
 		pipe.Do(ctx, publish, n.Channel, p)
 	}
@@ -645,6 +679,10 @@ func (s *Store) transaction(ctx context.Context, n Notice, write func(redis.Pipe
 		return fmt.Errorf("%w: %w", errNoMulti, err)
 	}
 	replies, err := exec.Slice()
+	if err != nil && writer != nil && isNoPerm(writer.Err()) {
+		s.noWriter.Store(true)
+		return fmt.Errorf("%w: %w", errNoWriter, writer.Err())
+	}
 	if err != nil {
 		// Aborted, and nothing ran (EXECABORT), or the connection failed.
 		// The reason of an abort is the error of a queued command.
@@ -661,6 +699,13 @@ func (s *Store) transaction(ctx context.Context, n Notice, write func(redis.Pipe
 		}
 	}
 	return nil
+}
+
+// isNoPerm reports whether err is the server's refusal for lack of ACL
+// rights.
+func isNoPerm(err error) bool {
+	var rerr redis.Error
+	return errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "NOPERM")
 }
 
 // DeleteNotify is [Store.Delete] that also publishes n, in the same round
