@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -153,6 +154,15 @@ type Bus struct {
 	received, own, malformed, published, reconnects, losses, keyspace atomic.Uint64
 
 	lastSent atomic.Int64 // the Sent time of the latest batch of frames, in Unix nanoseconds (see stamp)
+
+	// writer is the channel only this Bus listens on besides Channel (see
+	// WriterChannel), or "" when it has none: with Sharded, or on a
+	// client other than a *redis.Client. writerOK says that the server
+	// lets the Bus's user publish and subscribe to it (checked by
+	// probeWriter before each subscription until it has answered).
+	writer        string
+	writerOK      atomic.Bool
+	writerChecked bool // by the run goroutine only
 }
 
 // ErrClosed is returned by Publish after Close.
@@ -194,6 +204,9 @@ func New(client redis.UniversalClient, h Handler, opts Options) (*Bus, error) {
 	if _, err := rand.Read(b.id[:]); err != nil {
 		return nil, fmt.Errorf("invalidate: make an instance ID: %w", err)
 	}
+	if _, single := client.(*redis.Client); single && !opts.Sharded {
+		b.writer = opts.Channel + ":writer:" + hex.EncodeToString(b.id[:])
+	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	go b.run()
 	return b, nil
@@ -201,6 +214,52 @@ func New(client redis.UniversalClient, h Handler, opts Options) (*Bus, error) {
 
 // ID returns the ID this Bus writes into its frames.
 func (b *Bus) ID() ID { return b.id }
+
+// WriterChannel returns a channel that only this Bus listens on, besides
+// its Channel, or "" when it has none. A writer whose transaction
+// publishes an empty message to it before the frames of the write gets
+// its own copy of the frames last, after every other subscriber's, on
+// Redis (see remote.Notice.Writer); the Bus ignores what arrives on it.
+//
+// It is "" until the server has shown that the Bus's user may publish to
+// it, and stays "" when the server refuses, for example for a user whose
+// ACL names only Channel: the Bus then subscribes to Channel alone. It is
+// "<Channel>:writer:<ID in hex>", and only on a *redis.Client (standalone
+// or Sentinel) without Sharded: on a cluster, messages reach other nodes'
+// subscribers over the cluster bus, and no order of one node's writes
+// helps.
+func (b *Bus) WriterChannel() string {
+	if b.writerOK.Load() {
+		return b.writer
+	}
+	return ""
+}
+
+// probeWriter asks the server, once it answers, whether the Bus's user may
+// publish to the writer channel, by publishing an empty message to it, and
+// records the answer. Channel rights are the same for PUBLISH and
+// SUBSCRIBE.
+func (b *Bus) probeWriter(ctx context.Context) {
+	if b.writer == "" || b.writerChecked {
+		return
+	}
+	err := b.client.Publish(ctx, b.writer, "").Err()
+	switch {
+	case err == nil:
+		b.writerOK.Store(true)
+		b.writerChecked = true
+	case isNoPerm(err):
+		b.writerChecked = true
+		b.log.Info("invalidate: the server refused the writer channel; subscribing to the channel alone", "channel", b.opts.Channel, "err", err)
+	}
+}
+
+// isNoPerm reports whether err is the server's refusal for lack of ACL
+// rights.
+func isNoPerm(err error) bool {
+	var rerr redis.Error
+	return errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "NOPERM")
+}
 
 // Channel returns the channel the Bus subscribes and publishes to.
 func (b *Bus) Channel() string { return b.opts.Channel }
@@ -341,7 +400,28 @@ func (b *Bus) publish(ctx context.Context, frames [][]byte) error {
 	ctx, cancel := context.WithTimeout(ctx, b.opts.Timeout)
 	defer cancel()
 	var err error
-	if len(frames) == 1 {
+	if writer := b.WriterChannel(); writer != "" {
+		// The writer's own copy last (see WriterChannel). Not a
+		// transaction: a PUBLISH to writer refused only ends its use.
+		var lead *redis.IntCmd
+		var cmds []redis.Cmder
+		cmds, err = b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			lead = p.Publish(ctx, writer, "")
+			for _, f := range frames {
+				p.Publish(ctx, b.opts.Channel, f)
+			}
+			return nil
+		})
+		if isNoPerm(lead.Err()) {
+			b.writerOK.Store(false)
+			err = nil
+			for _, c := range cmds[1:] {
+				if err = c.Err(); err != nil {
+					break
+				}
+			}
+		}
+	} else if len(frames) == 1 {
 		if b.opts.Sharded {
 			err = b.client.SPublish(ctx, b.opts.Channel, frames[0]).Err()
 		} else {
@@ -406,10 +486,14 @@ func (b *Bus) run() {
 		// A server that accepts connections but never answers would hold
 		// SUBSCRIBE (and Close) in the handshake; bound it.
 		sctx, cancel := context.WithTimeout(b.ctx, b.opts.HealthInterval)
+		b.probeWriter(sctx)
 		var ps *redis.PubSub
-		if b.opts.Sharded {
+		switch {
+		case b.opts.Sharded:
 			ps = b.client.SSubscribe(sctx, b.opts.Channel)
-		} else {
+		case b.writerOK.Load():
+			ps = b.client.Subscribe(sctx, b.opts.Channel, b.writer)
+		default:
 			ps = b.client.Subscribe(sctx, b.opts.Channel)
 		}
 		var perr error
@@ -438,6 +522,10 @@ func (b *Bus) run() {
 		ps.Close()
 		if b.ctx.Err() != nil {
 			return
+		}
+		if isNoPerm(why) && b.writerOK.Load() {
+			// The user's rights changed: subscribe to Channel alone.
+			b.writerOK.Store(false)
 		}
 		b.down(why)
 		b.reloadSlots(why)
@@ -533,6 +621,9 @@ func (b *Bus) receive(ps *redis.PubSub) (confirmed bool, why error) {
 				b.up1()
 			}
 		case *redis.Message:
+			if m.Channel == b.writer && m.Channel != "" {
+				continue // see WriterChannel
+			}
 			if m.Pattern != "" {
 				b.keyspaceEvent(m.Channel)
 				continue

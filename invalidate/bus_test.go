@@ -2,6 +2,7 @@ package invalidate
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"testing"
@@ -424,6 +425,9 @@ func TestShardedBus(t *testing.T) {
 	ra, rb := newRecorder(), newRecorder()
 	a := newBus(t, client, ra, Options{Namespace: "ns", Sharded: true})
 	ra.expect(t, "up")
+	if w := a.WriterChannel(); w != "" {
+		t.Fatalf("a sharded Bus has the writer channel %q", w)
+	}
 	newBus(t, srv.Client(t), rb, Options{Namespace: "ns", Sharded: true})
 	rb.expect(t, "up")
 	ctx := context.Background()
@@ -551,4 +555,125 @@ func TestBatchesHaveDistinctSentTimes(t *testing.T) {
 		}
 		last = sent
 	}
+}
+
+// A Bus also listens on a writer channel of its own, which its Publish
+// sends an empty message to before the frames, and ignores what arrives
+// there.
+func TestWriterChannel(t *testing.T) {
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			client := be.client(t)
+			ra, rb := newRecorder(), newRecorder()
+			a := newBus(t, client, ra, Options{Namespace: "ns"})
+			ra.expect(t, "up")
+			newBus(t, client, rb, Options{Namespace: "ns"})
+			rb.expect(t, "up")
+			ctx := context.Background()
+			w := a.WriterChannel()
+			id := a.ID()
+			if want := "ns:invalidate:writer:" + hex.EncodeToString(id[:]); w != want {
+				t.Fatalf("WriterChannel = %q, want %q", w, want)
+			}
+			if n := client.PubSubNumSub(ctx, w).Val()[w]; n != 1 {
+				t.Fatalf("%d subscribers on the writer channel, want 1", n)
+			}
+			sub := client.Subscribe(ctx, w, "ns:invalidate")
+			defer sub.Close()
+			for range 2 { // the confirmations
+				if _, err := sub.Receive(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := a.Publish(ctx, "k"); err != nil {
+				t.Fatal(err)
+			}
+			rb.expect(t, `keys ["k"]`)
+			for i, want := range []string{w, "ns:invalidate"} {
+				m, err := sub.ReceiveMessage(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if m.Channel != want {
+					t.Fatalf("message %d of Publish went to %q, want %q", i, m.Channel, want)
+				}
+			}
+			// Whatever reaches the writer channel is ignored: neither
+			// applied nor counted as malformed.
+			if err := client.Publish(ctx, w, "=k").Err(); err != nil {
+				t.Fatal(err)
+			}
+			if err := client.Publish(ctx, "ns:invalidate", "=marker").Err(); err != nil {
+				t.Fatal(err)
+			}
+			ra.expect(t, `keys ["marker"]`)
+			ra.none(t)
+			if st := a.Stats(); st.Malformed != 0 || st.Received != 1 {
+				t.Fatalf("stats = %+v, want 1 received (the marker), none malformed", st)
+			}
+		})
+	}
+}
+
+// A user whose ACL names only the channel gets no writer channel, and the
+// Bus works on the channel alone; one whose right to it is revoked while
+// subscribed is disconnected by the server and comes back on the channel
+// alone.
+func TestWriterChannelRefused(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	admin := srv.Client(t)
+	userClient := func(user, channels string) *redis.Client {
+		if err := admin.Do(ctx, "ACL", "SETUSER", user, "on", ">pw", "resetchannels", channels, "+@all").Err(); err != nil {
+			t.Fatal(err)
+		}
+		o := srv.Options()
+		o.Username, o.Password = user, "pw"
+		c := redis.NewClient(o)
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	rb := newRecorder()
+	b := newBus(t, admin, rb, Options{Namespace: "ns"})
+	rb.expect(t, "up")
+
+	t.Run("never allowed", func(t *testing.T) {
+		ra := newRecorder()
+		a := newBus(t, userClient("exact", "&ns:invalidate"), ra, Options{Namespace: "ns"})
+		ra.expect(t, "up")
+		if w := a.WriterChannel(); w != "" {
+			t.Fatalf("WriterChannel = %q for a user who may not use it", w)
+		}
+		if err := a.Publish(ctx, "k"); err != nil {
+			t.Fatal(err)
+		}
+		rb.expect(t, `keys ["k"]`)
+		if err := b.Publish(ctx, "back"); err != nil {
+			t.Fatal(err)
+		}
+		ra.expect(t, `keys ["back"]`)
+	})
+	t.Run("revoked", func(t *testing.T) {
+		ra := newRecorder()
+		a := newBus(t, userClient("revoked", "&ns:invalidate*"), ra, Options{Namespace: "ns"})
+		ra.expect(t, "up")
+		if a.WriterChannel() == "" {
+			t.Fatal("no writer channel for a user who may use it")
+		}
+		if err := admin.Do(ctx, "ACL", "SETUSER", "revoked", "resetchannels", "&ns:invalidate").Err(); err != nil {
+			t.Fatal(err)
+		}
+		ra.expect(t, "down", "up")
+		if w := a.WriterChannel(); w != "" {
+			t.Fatalf("WriterChannel = %q once revoked", w)
+		}
+		if err := a.Publish(ctx, "k2"); err != nil {
+			t.Fatal(err)
+		}
+		rb.expect(t, `keys ["k2"]`)
+		if err := b.Publish(ctx, "back2"); err != nil {
+			t.Fatal(err)
+		}
+		ra.expect(t, `keys ["back2"]`)
+	})
 }
