@@ -2,6 +2,7 @@ package tier
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -10,17 +11,36 @@ import (
 )
 
 // aclSetUser is the least-privilege user README.md documents for the
-// namespace "app": its keys, its invalidation channel, and the commands
-// tier sends, nothing else.
+// namespace "app": its keys, its invalidation channel and the replicas'
+// writer channels after it, and the commands tier sends, nothing else.
 var aclSetUser = []any{"ACL", "SETUSER", "tier-app", "on", ">s3cret", "resetkeys", "resetchannels",
-	"~app:*", "&app:invalidate",
+	"~app:*", "&app:invalidate*",
 	"-@all", "+get", "+mget", "+set", "+unlink", "+publish", "+subscribe", "+ping", "+multi", "+exec", "+evalsha", "+eval", "+del"}
 
-// tier works as a user that may touch only its namespace and channel.
+// tier works as a user that may touch only its namespace and channels; and
+// as one whose ACL names the invalidation channel alone, without the
+// writer channels (see invalidate.Bus.WriterChannel), as README.md used to
+// document it.
 func TestLeastPrivilegeACLUser(t *testing.T) {
 	srv := redistest.Start(t)
+	for _, tc := range []struct {
+		name, channels string
+		writer         bool
+	}{
+		{"documented", "&app:invalidate*", true},
+		{"channel only", "&app:invalidate", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			testACLUser(t, srv, tc.channels, tc.writer)
+		})
+	}
+}
+
+func testACLUser(t *testing.T, srv *redistest.Server, channels string, writer bool) {
 	ctx := context.Background()
-	if err := srv.Client(t).Do(ctx, aclSetUser...).Err(); err != nil {
+	rules := slices.Clone(aclSetUser)
+	rules[slices.Index(rules, any("&app:invalidate*"))] = channels
+	if err := srv.Client(t).Do(ctx, rules...).Err(); err != nil {
 		t.Fatalf("ACL SETUSER: %v", err)
 	}
 	connect := func() *redis.Client {
@@ -33,6 +53,9 @@ func TestLeastPrivilegeACLUser(t *testing.T) {
 	a := newCache[string](t, Options{Redis: connect(), Namespace: "app"})
 	b := newCache[string](t, Options{Redis: connect(), Namespace: "app"})
 	bEvents := events(b)
+	if has := a.bus.WriterChannel() != ""; has != writer {
+		t.Fatalf("writer channel: %v, want %v", has, writer)
+	}
 
 	if err := a.Set(ctx, "k", "v1"); err != nil {
 		t.Fatalf("Set as the ACL user: %v", err)

@@ -99,22 +99,33 @@ func TestPushStraddlingOwnSet(t *testing.T) {
 	}
 }
 
-// errAfterPublish makes the next PUBLISH report an error after it ran, as
-// a reply lost to a timeout would.
+// errAfterPublish makes the next PUBLISH, or pipeline of PUBLISHes (a
+// Bus with a writer channel sends one to it first), report an error after
+// it ran, as a reply lost to a timeout would.
 type errAfterPublish struct{ armed atomic.Bool }
 
 func (h *errAfterPublish) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (h *errAfterPublish) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		err := next(ctx, cmd)
-		if cmd.Name() == "publish" && err == nil && h.armed.CompareAndSwap(true, false) {
-			return errors.New("i/o timeout (reply lost)")
-		}
-		return err
+		return h.after(next(ctx, cmd), cmd)
 	}
 }
 func (h *errAfterPublish) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		return h.after(next(ctx, cmds), cmds...)
+	}
+}
+
+func (h *errAfterPublish) after(err error, cmds ...redis.Cmder) error {
+	for _, c := range cmds {
+		if c.Name() != "publish" {
+			return err
+		}
+	}
+	if err == nil && h.armed.CompareAndSwap(true, false) {
+		return errors.New("i/o timeout (reply lost)")
+	}
+	return err
 }
 
 // An InvalidateAll whose message went out although it reported an error

@@ -1355,7 +1355,7 @@ func (c *Cache[V]) setNotice(key string, data []byte) (remote.Notice, time.Time,
 	if len(data) <= c.opts.PushMaxBytes && c.far.NotifyInOrder() {
 		frames, sent, err := c.bus.UpdateFrames([]string{key}, [][]byte{data})
 		if err == nil {
-			return remote.Notice{Channel: c.bus.Channel(), Payloads: frames, Sharded: c.opts.ShardedPubSub}, sent, nil
+			return c.noticeOf(frames), sent, nil
 		}
 		// Too large for a message after all: a bare invalidation.
 	}
@@ -1369,7 +1369,14 @@ func (c *Cache[V]) notice(keys ...string) (remote.Notice, time.Time, error) {
 	if err != nil {
 		return remote.Notice{}, time.Time{}, err
 	}
-	return remote.Notice{Channel: c.bus.Channel(), Payloads: frames, Sharded: c.opts.ShardedPubSub}, sent, nil
+	return c.noticeOf(frames), sent, nil
+}
+
+// noticeOf is the Notice that publishes frames on the bus's channel, with
+// the bus's writer channel, so that this replica gets its own copy after
+// every other replica (see invalidate.Bus.WriterChannel).
+func (c *Cache[V]) noticeOf(frames [][]byte) remote.Notice {
+	return remote.Notice{Channel: c.bus.Channel(), Payloads: frames, Sharded: c.opts.ShardedPubSub, Writer: c.bus.WriterChannel()}
 }
 
 // Delete removes keys from both tiers and tells the other replicas to drop
