@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -261,20 +262,30 @@ func BenchmarkPropagation(b *testing.B) {
 
 // BenchmarkPropagationPaired is BenchmarkPropagation with its rounds
 // alternating in one loop, so that the floors and tier meet the same
-// moments of a noisy machine: each iteration runs a tier round (Set on A
-// until B's Get returns the new value), a raw PUBLISH round received on the
-// publisher's goroutine, one received on the subscriber's own goroutine,
-// a raw SetNotify round, and the same with a second subscriber on the
-// channel, as the writer's own subscription is on tier's, in a rotating
-// order. It reports the p50 and p99 of each, tier's ratios to the PUBLISH
-// rounds, and its ratio to the last round, the floor of a design that
-// sends the write and its message as one transaction to a channel the
-// writer hears too.
+// moments of a noisy machine. Each iteration runs, in a rotating order: a
+// tier round (Set on A until B's Get returns the new value); a raw PUBLISH
+// round received on the publisher's goroutine; one received on the
+// subscriber's own goroutine; a raw SetNotify round; and the same with a
+// second subscriber on the channel, as the writer's own subscription is on
+// tier's.
+//
+// A round ends when the receiver has the change, timed on the receiver's
+// goroutine: for tier, when B's Get, called as soon as B's subscription has
+// applied a message, returns the new value; for the raw rounds, when the subscriber
+// reads the message. That is propagation: whether the writer has its reply
+// yet is not part of it, and the next round starts only once it has. The
+// tier round is also reported as "tier-acked", ending only when both A's
+// Set has returned and B has the value.
+//
+// It reports the p50 and p99 of each, tier's ratios to the PUBLISH rounds,
+// and its ratio to the last round, the floor of a design that sends the
+// write and its message as one transaction to a channel the writer hears
+// too.
 func BenchmarkPropagationPaired(b *testing.B) {
 	srv := redistest.Start(b)
 	ctx := context.Background()
-	a, r, heard := propagationReplicas(b, srv)
-	loader := LoaderFunc[int](func(context.Context, string) (int, error) { return -1, nil })
+	a, r, _ := propagationReplicas(b, srv)
+	expect, seen := propagationWatcher(r)
 
 	pub := srv.Client(b)
 	direct := srv.Client(b).Subscribe(ctx, "raw-direct")
@@ -291,49 +302,53 @@ func BenchmarkPropagationPaired(b *testing.B) {
 		b.Fatal(err)
 	}
 
+	var acked []time.Duration
 	rounds := []struct {
 		name string
-		run  func(i int)
+		run  func(i int) time.Time
 	}{
-		{"tier", func(i int) {
+		{"tier", func(i int) time.Time {
+			start := time.Now()
+			expect(i)
 			if err := a.Set(ctx, "k", i); err != nil {
 				b.Fatal(err)
 			}
-			<-heard
-			if v, err := r.Get(ctx, "k", loader); err != nil || v != i {
-				b.Fatalf("round %d: B got %d, %v", i, v, err)
-			}
+			done := time.Now()
+			got := <-seen
+			acked = append(acked, max(done.Sub(start), got.Sub(start)))
+			return got
 		}},
-		{"publish", func(int) {
+		{"publish", func(int) time.Time {
 			if err := pub.Publish(ctx, "raw-direct", "k").Err(); err != nil {
 				b.Fatal(err)
 			}
 			if _, err := direct.ReceiveMessage(ctx); err != nil {
 				b.Fatal(err)
 			}
+			return time.Now()
 		}},
-		{"publish-handoff", func(int) {
+		{"publish-handoff", func(int) time.Time {
 			if err := pub.Publish(ctx, "raw-handoff", "k").Err(); err != nil {
 				b.Fatal(err)
 			}
-			<-handoff
+			return <-handoff
 		}},
-		{"setnotify-handoff", func(i int) {
+		{"setnotify-handoff", func(i int) time.Time {
 			v := []byte(strconv.Itoa(i))
 			if err := store.SetNotify(ctx, "k", v, time.Hour, remote.Notice{Channel: "raw-script", Payloads: [][]byte{v}}); err != nil {
 				b.Fatal(err)
 			}
-			<-script
+			return <-script
 		}},
-		{"setnotify-two", func(i int) {
+		{"setnotify-two", func(i int) time.Time {
 			v := []byte(strconv.Itoa(i))
 			if err := store.SetNotify(ctx, "k", v, time.Hour, remote.Notice{Channel: "raw-two", Payloads: [][]byte{v}}); err != nil {
 				b.Fatal(err)
 			}
-			<-two
+			return <-two
 		}},
 	}
-	steps := make([]func(int), len(rounds))
+	steps := make([]func(int) time.Time, len(rounds))
 	for k := range rounds {
 		steps[k] = rounds[k].run
 	}
@@ -342,12 +357,39 @@ func BenchmarkPropagationPaired(b *testing.B) {
 		b.ReportMetric(float64(percentile(lat[k], 0.50).Microseconds()), rd.name+"-p50-µs")
 		b.ReportMetric(float64(percentile(lat[k], 0.99).Microseconds()), rd.name+"-p99-µs")
 	}
+	b.ReportMetric(float64(percentile(acked, 0.50).Microseconds()), "tier-acked-p50-µs")
+	b.ReportMetric(float64(percentile(acked, 0.99).Microseconds()), "tier-acked-p99-µs")
 	for _, p := range []float64{0.50, 0.99} {
 		t := float64(percentile(lat[0], p))
 		b.ReportMetric(t/float64(percentile(lat[1], p)), fmt.Sprintf("tier/publish-p%02.0f", p*100))
 		b.ReportMetric(t/float64(percentile(lat[2], p)), fmt.Sprintf("tier/handoff-p%02.0f", p*100))
 		b.ReportMetric(t/float64(percentile(lat[4], p)), fmt.Sprintf("tier/two-p%02.0f", p*100))
+		b.ReportMetric(float64(percentile(acked, p))/float64(percentile(lat[1], p)), fmt.Sprintf("tier-acked/publish-p%02.0f", p*100))
 	}
+}
+
+// propagationWatcher stands for B's request handlers: each time B's
+// subscription has applied a change, it calls B's Get, on the goroutine
+// that applied it, and the first time Get returns the value last passed to
+// expect, it sends the moment Get returned. It replaces the hook that
+// propagationReplicas set on r.
+func propagationWatcher(r *Cache[int]) (expect func(int), seen <-chan time.Time) {
+	ctx := context.Background()
+	loader := LoaderFunc[int](func(context.Context, string) (int, error) { return -1, nil })
+	var want atomic.Int64
+	want.Store(-1)
+	out := make(chan time.Time, 1)
+	f := func(e string) {
+		if e != "keys" {
+			return
+		}
+		w := want.Load()
+		if v, err := r.Get(ctx, "k", loader); err == nil && int64(v) == w && want.CompareAndSwap(w, -1) {
+			out <- time.Now()
+		}
+	}
+	r.busEvent.Store(&f)
+	return func(i int) { want.Store(int64(i)) }, out
 }
 
 // BenchmarkNotifyRounds backs what README says of the ways to send a write
@@ -401,7 +443,7 @@ func BenchmarkNotifyRounds(b *testing.B) {
 	}
 	var (
 		names []string
-		steps []func(int)
+		steps []func(int) time.Time
 	)
 	for _, w := range ways {
 		for _, two := range []bool{false, true} {
@@ -414,11 +456,11 @@ func BenchmarkNotifyRounds(b *testing.B) {
 				selfSubscriber(b, srv.Client(b), name)
 			}
 			names = append(names, name)
-			steps = append(steps, func(i int) {
+			steps = append(steps, func(i int) time.Time {
 				if err := w.send(name, strconv.Itoa(i)); err != nil {
 					b.Fatal(err)
 				}
-				<-got
+				return <-got
 			})
 		}
 	}
@@ -494,21 +536,22 @@ func propagationReplicas(b *testing.B, srv *redistest.Server) (a, r *Cache[int],
 
 // handoffSubscriber subscribes client to channel and reads it on a
 // goroutine of its own, which signals each message it receives on the
-// returned channel, as a replica's subscription signals the tier round.
-func handoffSubscriber(b *testing.B, client *redis.Client, channel string) <-chan struct{} {
+// returned channel with the moment it read it, as a replica's
+// subscription signals the tier round.
+func handoffSubscriber(b *testing.B, client *redis.Client, channel string) <-chan time.Time {
 	ctx := context.Background()
 	ps := client.Subscribe(ctx, channel)
 	b.Cleanup(func() { ps.Close() })
 	if _, err := ps.Receive(ctx); err != nil { // the confirmation
 		b.Fatal(err)
 	}
-	got := make(chan struct{}, 16)
+	got := make(chan time.Time, 16)
 	go func() {
 		for {
 			if _, err := ps.ReceiveMessage(ctx); err != nil {
 				return // closed
 			}
-			got <- struct{}{}
+			got <- time.Now()
 		}
 	}()
 	return got
@@ -550,8 +593,10 @@ func percentile(d []time.Duration, p float64) time.Duration {
 // returns each one's latencies. It rotates which goes first, so that none
 // always runs on what another has just warmed: pairing the steps so is what
 // makes their ratios hold still on a noisy machine. A step is given the
-// iteration's number, from 1.
-func alternate(b *testing.B, steps []func(round int)) [][]time.Duration {
+// iteration's number, from 1, and returns the moment its round ended, which
+// may be before it returns: the moment another goroutine received what it
+// sent.
+func alternate(b *testing.B, steps []func(round int) time.Time) [][]time.Duration {
 	lat := make([][]time.Duration, len(steps))
 	round := 0
 	for b.Loop() {
@@ -559,8 +604,8 @@ func alternate(b *testing.B, steps []func(round int)) [][]time.Duration {
 		for j := range steps {
 			k := (round + j) % len(steps)
 			start := time.Now()
-			steps[k](round)
-			lat[k] = append(lat[k], time.Since(start))
+			end := steps[k](round)
+			lat[k] = append(lat[k], end.Sub(start))
 		}
 	}
 	return lat
@@ -689,9 +734,12 @@ func BenchmarkFarHitSteps(b *testing.B) {
 			farHitOnce(b, c, loader)
 		}},
 	}
-	runs := make([]func(int), len(steps))
+	runs := make([]func(int) time.Time, len(steps))
 	for k := range steps {
-		runs[k] = func(int) { steps[k].run() }
+		runs[k] = func(int) time.Time {
+			steps[k].run()
+			return time.Now()
+		}
 	}
 	lat := alternate(b, runs)
 	for k, s := range steps {
