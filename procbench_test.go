@@ -184,6 +184,7 @@ func startReplicaProcess(b *testing.B, srv *redistest.Server, namespaces []strin
 	if err != nil {
 		b.Fatal(err)
 	}
+	cmd.WaitDelay = 10 * time.Second // then Wait kills it
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
@@ -194,8 +195,18 @@ func startReplicaProcess(b *testing.B, srv *redistest.Server, namespaces []strin
 		}
 	})
 	lines := bufio.NewScanner(stdout)
-	if !lines.Scan() || lines.Text() != "ready" {
-		b.Fatalf("replica process: %q instead of ready", lines.Text())
+	ready := make(chan string, 1)
+	go func() {
+		lines.Scan()
+		ready <- lines.Text()
+	}()
+	select {
+	case l := <-ready:
+		if l != "ready" {
+			b.Fatalf("replica process: %q instead of ready", l)
+		}
+	case <-time.After(30 * time.Second): // turns a hang into a failure
+		b.Fatal("replica process: not ready within 30s")
 	}
 	s := make(sightings, 1024)
 	go func() {
@@ -228,7 +239,14 @@ func TestBenchReplicaProcess(t *testing.T) {
 	if addr == "" {
 		t.Skip("only as the child process of BenchmarkPropagationProcs")
 	}
-	ctx := context.Background()
+	// The parent closes standard input to stop this process, or by
+	// ending: watched from the start, so that no wait below outlives it.
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		stop()
+	}()
 	client := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
 	defer client.Close()
 	out := make(chan string, 1024)
@@ -287,7 +305,7 @@ func TestBenchReplicaProcess(t *testing.T) {
 		}
 	}()
 	out <- "ready\n"
-	io.Copy(io.Discard, os.Stdin) // until the parent closes it
+	<-ctx.Done()
 	ps.Close()
 	<-received
 	for _, c := range replicas {

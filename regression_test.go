@@ -91,9 +91,13 @@ func (h *txHook) hold(cmds []redis.Cmder) {
 
 // isNotifyWrite reports whether cmds are a write and its message, as sent
 // by remote.Store.SetNotify or DeleteNotify on a single server: one script,
-// or MULTI, the write, its PUBLISHes and EXEC (and not the empty
-// MULTI/EXEC that asks the server whether it runs transactions).
+// or MULTI, the write, its PUBLISHes and EXEC, after the PING and PUBLISH
+// to the writer channel if any (and not the empty MULTI/EXEC that asks the
+// server whether it runs transactions).
 func isNotifyWrite(cmds []redis.Cmder) bool {
+	if len(cmds) > 2 && cmds[0].Name() == "ping" && cmds[1].Name() == "publish" {
+		cmds = cmds[2:]
+	}
 	switch {
 	case len(cmds) == 1:
 		name := cmds[0].Name()

@@ -158,11 +158,11 @@ type Bus struct {
 	// writer is the channel only this Bus listens on besides Channel (see
 	// WriterChannel), or "" when it has none: with Sharded, or on a
 	// client other than a *redis.Client. writerOK says that the server
-	// lets the Bus's user publish and subscribe to it (checked by
-	// probeWriter before each subscription until it has answered).
-	writer        string
-	writerOK      atomic.Bool
-	writerChecked bool // by the run goroutine only
+	// lets the Bus's user publish and subscribe to it (asked by
+	// probeWriter before each subscription until it says yes, and again
+	// after a refusal).
+	writer   string
+	writerOK atomic.Bool
 }
 
 // ErrClosed is returned by Publish after Close.
@@ -222,12 +222,18 @@ func (b *Bus) ID() ID { return b.id }
 // Redis (see remote.Notice.Writer); the Bus ignores what arrives on it.
 //
 // It is "" until the server has shown that the Bus's user may publish to
-// it, and stays "" when the server refuses, for example for a user whose
-// ACL names only Channel: the Bus then subscribes to Channel alone. It is
-// "<Channel>:writer:<ID in hex>", and only on a *redis.Client (standalone
-// or Sentinel) without Sharded: on a cluster, messages reach other nodes'
-// subscribers over the cluster bus, and no order of one node's writes
-// helps.
+// it, and while the server refuses, for example for a user whose ACL names
+// only Channel: the Bus then subscribes to Channel alone, and asks again
+// when it next subscribes (after a reconnection). A subscription refused
+// for lack of rights (NOPERM) also drops it until then, whichever channel
+// the refusal was about. It is "<Channel>:writer:<ID in hex>", and only
+// on a *redis.Client (standalone or Sentinel) without Sharded: on a
+// cluster, messages reach other nodes' subscribers over the cluster bus,
+// and no order of one node's writes helps.
+//
+// When a user's right to the writer channels is revoked, Redis closes the
+// subscriptions to them: every Bus of that user loses its subscription
+// (Handler.Disconnected) and comes back on Channel alone.
 func (b *Bus) WriterChannel() string {
 	if b.writerOK.Load() {
 		return b.writer
@@ -235,21 +241,20 @@ func (b *Bus) WriterChannel() string {
 	return ""
 }
 
-// probeWriter asks the server, once it answers, whether the Bus's user may
-// publish to the writer channel, by publishing an empty message to it, and
-// records the answer. Channel rights are the same for PUBLISH and
-// SUBSCRIBE.
+// probeWriter asks the server, unless it has already said yes, whether the
+// Bus's user may publish to the writer channel, by publishing an empty
+// message to it, and records a yes. Channel rights are the same for
+// PUBLISH and SUBSCRIBE. No answer (the server is down) is taken as a no
+// until the next subscription.
 func (b *Bus) probeWriter(ctx context.Context) {
-	if b.writer == "" || b.writerChecked {
+	if b.writer == "" || b.writerOK.Load() {
 		return
 	}
 	err := b.client.Publish(ctx, b.writer, "").Err()
 	switch {
 	case err == nil:
 		b.writerOK.Store(true)
-		b.writerChecked = true
 	case isNoPerm(err):
-		b.writerChecked = true
 		b.log.Info("invalidate: the server refused the writer channel; subscribing to the channel alone", "channel", b.opts.Channel, "err", err)
 	}
 }
@@ -401,11 +406,16 @@ func (b *Bus) publish(ctx context.Context, frames [][]byte) error {
 	defer cancel()
 	var err error
 	if writer := b.WriterChannel(); writer != "" {
-		// The writer's own copy last (see WriterChannel). Not a
-		// transaction: a PUBLISH to writer refused only ends its use.
-		var lead *redis.IntCmd
-		var cmds []redis.Cmder
+		// The Bus's own copy last, and its reply after it (see
+		// remote.Notice.Writer). Not a transaction: a PUBLISH to writer
+		// refused only ends its use.
+		var (
+			ping *redis.StatusCmd
+			lead *redis.IntCmd
+			cmds []redis.Cmder
+		)
 		cmds, err = b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			ping = p.Ping(ctx)
 			lead = p.Publish(ctx, writer, "")
 			for _, f := range frames {
 				p.Publish(ctx, b.opts.Channel, f)
@@ -414,8 +424,11 @@ func (b *Bus) publish(ctx context.Context, frames [][]byte) error {
 		})
 		if isNoPerm(lead.Err()) {
 			b.writerOK.Store(false)
+		}
+		if isNoPerm(lead.Err()) || isNoPerm(ping.Err()) {
+			// Refusals of these change nothing: the frames decide.
 			err = nil
-			for _, c := range cmds[1:] {
+			for _, c := range cmds[2:] {
 				if err = c.Err(); err != nil {
 					break
 				}

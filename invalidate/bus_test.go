@@ -676,4 +676,26 @@ func TestWriterChannelRefused(t *testing.T) {
 		}
 		ra.expect(t, `keys ["back2"]`)
 	})
+	t.Run("granted later", func(t *testing.T) {
+		ra := newRecorder()
+		a := newBus(t, userClient("late", "&ns:invalidate"), ra, Options{Namespace: "ns"})
+		ra.expect(t, "up")
+		if w := a.WriterChannel(); w != "" {
+			t.Fatalf("WriterChannel = %q before the grant", w)
+		}
+		if err := admin.Do(ctx, "ACL", "SETUSER", "late", "&ns:invalidate:writer:*").Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := admin.ClientKillByFilter(ctx, "USER", "late").Err(); err != nil {
+			t.Fatal(err)
+		}
+		ra.expect(t, "down", "up")
+		w := a.WriterChannel()
+		if w == "" {
+			t.Fatal("no writer channel after the grant and a reconnection")
+		}
+		if n := admin.PubSubNumSub(ctx, w).Val()[w]; n != 1 {
+			t.Fatalf("%d subscribers on the writer channel after the grant, want 1", n)
+		}
+	})
 }

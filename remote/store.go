@@ -56,9 +56,10 @@ type Store struct {
 	// a probe.
 	tx atomic.Int32
 
-	// noWriter is set once the server refused a PUBLISH to a
-	// Notice.Writer channel: transactions leave it out from then on.
-	noWriter atomic.Bool
+	// noWriterUntil is when transactions may again send the PUBLISH to a
+	// Notice.Writer channel (Unix nanoseconds): the server refused one
+	// writerPause before it.
+	noWriterUntil atomic.Int64
 }
 
 // The states of Store.tx.
@@ -451,21 +452,24 @@ type Notice struct {
 	Sharded bool
 
 	// Writer, when set, is a channel that only the writer's own
-	// subscription listens on (see invalidate.Bus.WriterChannel). A
-	// transaction of SetNotify or DeleteNotify then publishes an empty
-	// message to it just before the payloads, so that the writer's
-	// subscription is the first subscriber that the transaction gives
-	// something to send. Redis's event loop (6 and 7) sends what one turn
-	// produced to the clients in the reverse of the order in which each
-	// got its first reply of the turn: the writer's own copy of the
-	// payloads then goes out after every other subscriber's, whatever the
-	// order in which they subscribed, and no other replica waits for it.
+	// subscription listens on (see invalidate.Bus.WriterChannel). The
+	// round trip of a transaction of SetNotify or DeleteNotify then
+	// publishes an empty message to it before MULTI (after a PING), so
+	// that the writer's subscription is the first subscriber that the
+	// round trip gives something to send. Redis's event loop sends what one turn produced
+	// to the clients in the reverse of the order in which each got its
+	// first reply of the turn: the writer's own copy of the payloads then
+	// goes out after every other subscriber's, whatever the order in
+	// which they subscribed, and no other replica waits for it.
 	// Otherwise a replica that subscribed before the writer gets the
-	// message a socket write later (BenchmarkPropagationPaired in the
-	// root package measures both). Ignored with Sharded, and for scripts.
-	// A user who may not publish to Writer loses only this: the
-	// transaction is sent again without it, and so are the Store's later
-	// ones.
+	// message a socket write later (BenchmarkPropagationProcs in the root
+	// package measures both). That is the order of Redis's own event loop
+	// (6 and 7); with io-threads, or on other servers, it may not hold,
+	// and the message costs only its PUBLISH. Ignored with Sharded, on a
+	// cluster, and for scripts. Outside the transaction, its PUBLISH
+	// changes nothing of the write when the server refuses it (a user who
+	// may not publish to Writer), and the Store leaves it out for a
+	// minute after a refusal.
 	Writer string
 }
 
@@ -611,10 +615,6 @@ func (s *Store) atomically(ctx context.Context, n Notice, write func(redis.Pipel
 	}
 	if s.tx.Load() == txMulti {
 		err := s.transaction(ctx, n, write)
-		if errors.Is(err, errNoWriter) {
-			// Nothing ran; s.noWriter is set now.
-			err = s.transaction(ctx, n, write)
-		}
 		if !errors.Is(err, errNoMulti) {
 			return err
 		}
@@ -647,46 +647,54 @@ func (s *Store) probeTx(ctx context.Context) {
 // errNoMulti marks the error of a MULTI the server refused.
 var errNoMulti = errors.New("the server refused MULTI")
 
-// errNoWriter marks the error of a transaction aborted because the server
-// refused its PUBLISH to Notice.Writer.
-var errNoWriter = errors.New("the server refused the PUBLISH to the writer's channel")
-
 // transaction runs the commands write adds, then the PUBLISHes of n, between
 // MULTI and EXEC, in one round trip. The commands go through Do, whose
 // replies may be anything, so that the QUEUED each gets reads as a reply
 // and not as a malformed one; a plain pipeline rather than go-redis's
 // TxPipeline, so that a refused MULTI can be told from a refused EXEC
 // (the error returned wraps errNoMulti) and all replies are read.
+//
+// The PUBLISH to n.Writer goes before MULTI: in the same round trip, so
+// the server runs it in the same turn of its loop as the transaction (what
+// the order of its writes needs, see Notice.Writer), but outside it, so
+// that its refusal changes nothing of the write: go-redis reports an error
+// inside EXEC's reply as the error of the whole reply, without saying
+// which command it was. A refusal pauses it (see writerPause). A PING
+// goes first, so that the writer's connection has its first reply of the
+// turn before the writer's subscription: its reply then leaves after the
+// subscription's copy of the message, as when MULTI came first, and the
+// writer has heard its own message by the time the write returns.
 func (s *Store) transaction(ctx context.Context, n Notice, write func(redis.Pipeliner)) error {
 	pipe := s.client.Pipeline()
+	var writer *redis.Cmd
+	if n.Writer != "" && !n.Sharded && time.Now().UnixNano() >= s.noWriterUntil.Load() {
+		pipe.Do(ctx, "ping")
+		writer = pipe.Do(ctx, "publish", n.Writer, "")
+	}
+	first := pipe.Len() // MULTI's place
 	multi := pipe.Do(ctx, "multi")
 	write(pipe)
 	publish := "publish"
 	if n.Sharded {
 		publish = "spublish"
 	}
-	var writer *redis.Cmd
-	if n.Writer != "" && !n.Sharded && !s.noWriter.Load() {
-		writer = pipe.Do(ctx, "publish", n.Writer, "")
-	}
 	for _, p := range n.Payloads {
 		pipe.Do(ctx, publish, n.Channel, p)
 	}
 	exec := pipe.Do(ctx, "exec")
 	cmds, _ := pipe.Exec(ctx) // each command holds its own error
+	if writer != nil && isNoPerm(writer.Err()) {
+		s.noWriterUntil.Store(time.Now().Add(writerPause).UnixNano())
+	}
 	var rerr redis.Error
 	if err := multi.Err(); errors.As(err, &rerr) {
 		return fmt.Errorf("%w: %w", errNoMulti, err)
 	}
 	replies, err := exec.Slice()
-	if err != nil && writer != nil && isNoPerm(writer.Err()) {
-		s.noWriter.Store(true)
-		return fmt.Errorf("%w: %w", errNoWriter, writer.Err())
-	}
 	if err != nil {
 		// Aborted, and nothing ran (EXECABORT), or the connection failed.
 		// The reason of an abort is the error of a queued command.
-		for _, c := range cmds[1 : len(cmds)-1] {
+		for _, c := range cmds[first+1 : len(cmds)-1] {
 			if qerr := c.Err(); errors.As(qerr, &rerr) {
 				return fmt.Errorf("%w: %w", qerr, err)
 			}
@@ -700,6 +708,12 @@ func (s *Store) transaction(ctx context.Context, n Notice, write func(redis.Pipe
 	}
 	return nil
 }
+
+// writerPause is how long a Store leaves out the PUBLISH to Notice.Writer
+// after the server refused one: a Bus refused the channel stops naming it
+// meanwhile (see invalidate.Bus.WriterChannel), and one granted it again
+// is heard from again after it.
+const writerPause = time.Minute
 
 // isNoPerm reports whether err is the server's refusal for lack of ACL
 // rights.

@@ -88,14 +88,20 @@ func run(w io.Writer, addr string, delay time.Duration) error {
 	store := &schemaStore{delay: delay}
 	ctx := context.Background()
 
+	// Start from an empty namespace so that every run tells the same story:
+	// before the replicas exist, so that no replica is still hearing of
+	// the deletion when the story begins.
+	cleaner := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
+	defer cleaner.Close()
+	if err := cleaner.Del(ctx, "schemas:users", "schemas:orders", "schemas:missing").Err(); err != nil {
+		return fmt.Errorf("redis at %s: %w", addr, err)
+	}
+
 	// Two replicas, each with its own Redis client, as two processes would be.
 	replicas := make([]*SchemaService, 2)
 	for i := range replicas {
 		client := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
 		defer client.Close()
-		if err := client.Ping(ctx).Err(); err != nil {
-			return fmt.Errorf("redis at %s: %w", addr, err)
-		}
 		cache, err := tier.New[Schema](tier.Options{Redis: client, Namespace: "schemas", NearCapacity: 1000})
 		if err != nil {
 			return err
@@ -110,10 +116,6 @@ func run(w io.Writer, addr string, delay time.Duration) error {
 			return err
 		}
 		replicas[i] = &SchemaService{name: fmt.Sprintf("replica-%c", 'A'+i), cache: cache, store: store}
-	}
-	// Start from an empty namespace so that every run tells the same story.
-	if err := replicas[0].cache.Delete(ctx, "users", "orders", "missing"); err != nil {
-		return err
 	}
 	a, b := replicas[0], replicas[1]
 
