@@ -17,7 +17,11 @@
 // the keys they change. Set and Delete send that message with the write, in
 // one MULTI/EXEC on a single server (atomic, so messages arrive in the order
 // of the writes; one Lua script for a user who may not run transactions)
-// and right after it on a cluster. A Set's message
+// and right after it on a cluster. On a single server, each replica also
+// listens on a writer channel of its own, which a write publishes an empty
+// message to just before its transaction, so that Redis sends the writer's own copy of
+// the message after every other replica's (invalidate.Bus.WriterChannel).
+// A Set's message
 // carries the new value when it is at most Options.PushMaxBytes (single
 // server only): a replica holding the key replaces its copy at once; other
 // messages make replicas drop their copies, to read Redis on their next
