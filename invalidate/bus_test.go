@@ -644,14 +644,7 @@ func TestWriterChannelRefused(t *testing.T) {
 		if w := a.WriterChannel(); w != "" {
 			t.Fatalf("WriterChannel = %q for a user who may not use it", w)
 		}
-		if err := a.Publish(ctx, "k"); err != nil {
-			t.Fatal(err)
-		}
-		rb.expect(t, `keys ["k"]`)
-		if err := b.Publish(ctx, "back"); err != nil {
-			t.Fatal(err)
-		}
-		ra.expect(t, `keys ["back"]`)
+		exchange(t, a, ra, b, rb)
 	})
 	t.Run("revoked", func(t *testing.T) {
 		ra := newRecorder()
@@ -667,14 +660,7 @@ func TestWriterChannelRefused(t *testing.T) {
 		if w := a.WriterChannel(); w != "" {
 			t.Fatalf("WriterChannel = %q once revoked", w)
 		}
-		if err := a.Publish(ctx, "k2"); err != nil {
-			t.Fatal(err)
-		}
-		rb.expect(t, `keys ["k2"]`)
-		if err := b.Publish(ctx, "back2"); err != nil {
-			t.Fatal(err)
-		}
-		ra.expect(t, `keys ["back2"]`)
+		exchange(t, a, ra, b, rb)
 	})
 	t.Run("granted later", func(t *testing.T) {
 		ra := newRecorder()
@@ -698,4 +684,19 @@ func TestWriterChannelRefused(t *testing.T) {
 			t.Fatalf("%d subscribers on the writer channel after the grant, want 1", n)
 		}
 	})
+}
+
+// exchange has a and b publish one invalidation each, and checks that the
+// other's handler gets it.
+func exchange(t *testing.T, a *Bus, ra *recorder, b *Bus, rb *recorder) {
+	t.Helper()
+	ctx := context.Background()
+	if err := a.Publish(ctx, "from-a"); err != nil {
+		t.Fatal(err)
+	}
+	rb.expect(t, `keys ["from-a"]`)
+	if err := b.Publish(ctx, "from-b"); err != nil {
+		t.Fatal(err)
+	}
+	ra.expect(t, `keys ["from-b"]`)
 }
