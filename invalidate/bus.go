@@ -254,16 +254,9 @@ func (b *Bus) probeWriter(ctx context.Context) {
 	switch {
 	case err == nil:
 		b.writerOK.Store(true)
-	case isNoPerm(err):
+	case redis.IsPermissionError(err):
 		b.log.Info("invalidate: the server refused the writer channel; subscribing to the channel alone", "channel", b.opts.Channel, "err", err)
 	}
-}
-
-// isNoPerm reports whether err is the server's refusal for lack of ACL
-// rights.
-func isNoPerm(err error) bool {
-	var rerr redis.Error
-	return errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "NOPERM")
 }
 
 // Channel returns the channel the Bus subscribes and publishes to.
@@ -422,10 +415,11 @@ func (b *Bus) publish(ctx context.Context, frames [][]byte) error {
 			}
 			return nil
 		})
-		if isNoPerm(lead.Err()) {
+		refused := redis.IsPermissionError(lead.Err())
+		if refused {
 			b.writerOK.Store(false)
 		}
-		if isNoPerm(lead.Err()) || isNoPerm(ping.Err()) {
+		if refused || redis.IsPermissionError(ping.Err()) {
 			// Refusals of these change nothing: the frames decide.
 			err = nil
 			for _, c := range cmds[2:] {
@@ -536,7 +530,7 @@ func (b *Bus) run() {
 		if b.ctx.Err() != nil {
 			return
 		}
-		if isNoPerm(why) && b.writerOK.Load() {
+		if redis.IsPermissionError(why) && b.writerOK.Load() {
 			// The user's rights changed: subscribe to Channel alone.
 			b.writerOK.Store(false)
 		}

@@ -453,23 +453,21 @@ type Notice struct {
 
 	// Writer, when set, is a channel that only the writer's own
 	// subscription listens on (see invalidate.Bus.WriterChannel). The
-	// round trip of a transaction of SetNotify or DeleteNotify then
-	// publishes an empty message to it before MULTI (after a PING), so
-	// that the writer's subscription is the first subscriber that the
-	// round trip gives something to send. Redis's event loop sends what one turn produced
-	// to the clients in the reverse of the order in which each got its
-	// first reply of the turn: the writer's own copy of the payloads then
-	// goes out after every other subscriber's, whatever the order in
-	// which they subscribed, and no other replica waits for it.
-	// Otherwise a replica that subscribed before the writer gets the
-	// message a socket write later (BenchmarkPropagationProcs in the root
-	// package measures both). That is the order of Redis's own event loop
-	// (6 and 7); with io-threads, or on other servers, it may not hold,
-	// and the message costs only its PUBLISH. Ignored with Sharded, on a
-	// cluster, and for scripts. Outside the transaction, its PUBLISH
-	// changes nothing of the write when the server refuses it (a user who
-	// may not publish to Writer), and the Store leaves it out for a
-	// minute after a refusal.
+	// round trip of a transaction of SetNotify or DeleteNotify then sends
+	// a PING and an empty message to Writer before MULTI. Redis's event
+	// loop (6 and 7, without io-threads) sends what one turn produced to
+	// the clients in the reverse of the order in which each got its first
+	// reply of the turn, so the writer's subscription, queued before every
+	// other subscriber, gets its copy of the payloads after all of them,
+	// whichever subscribed first, and the writer's reply comes after that
+	// (the PING queued the writer's connection first). Without it, a
+	// replica that subscribed before the writer gets the message a socket
+	// write later (BenchmarkPropagationProcs in the root package measures
+	// both). On other servers the order may differ, and the cost is two
+	// small commands. Outside the transaction, a refusal of the PUBLISH (a
+	// user who may not publish to Writer) changes nothing of the write;
+	// the Store then leaves it out for a minute. Ignored with Sharded, on a
+	// cluster, and for scripts.
 	Writer string
 }
 
@@ -683,7 +681,7 @@ func (s *Store) transaction(ctx context.Context, n Notice, write func(redis.Pipe
 	}
 	exec := pipe.Do(ctx, "exec")
 	cmds, _ := pipe.Exec(ctx) // each command holds its own error
-	if writer != nil && isNoPerm(writer.Err()) {
+	if writer != nil && redis.IsPermissionError(writer.Err()) {
 		s.noWriterUntil.Store(time.Now().Add(writerPause).UnixNano())
 	}
 	var rerr redis.Error
@@ -714,13 +712,6 @@ func (s *Store) transaction(ctx context.Context, n Notice, write func(redis.Pipe
 // meanwhile (see invalidate.Bus.WriterChannel), and one granted it again
 // is heard from again after it.
 const writerPause = time.Minute
-
-// isNoPerm reports whether err is the server's refusal for lack of ACL
-// rights.
-func isNoPerm(err error) bool {
-	var rerr redis.Error
-	return errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "NOPERM")
-}
 
 // DeleteNotify is [Store.Delete] that also publishes n, in the same round
 // trip and, on a single server, in the same transaction (see SetNotify).
