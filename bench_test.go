@@ -234,7 +234,7 @@ func BenchmarkPropagation(b *testing.B) {
 		reportPercentiles(b, lat)
 	})
 	// tier's own mechanism without the cache around it: remote.Store's
-	// SetNotify (the write and its message in one script, as Set sends
+	// SetNotify (the write and its message in one transaction, as Set sends
 	// them) received raw on the subscriber's own goroutine, which signals
 	// back. The tier round adds to it the work of both caches and the
 	// writer's own subscription, which hears its message too.
