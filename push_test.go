@@ -565,3 +565,28 @@ func TestLateMessageAfterInvalidateAll(t *testing.T) {
 		})
 	}
 }
+
+// A Get that begins after this replica's Delete returned keeps what it
+// loads, even when the Delete's own message arrives during the load: the
+// Delete dropped the key again after its write, so the load read Redis
+// after it, and the message need not drop the fill.
+func TestGetAfterOwnDeleteKeepsItsFill(t *testing.T) {
+	_, client, _ := newMiniredis(t)
+	a := newCache[string](t, Options{Redis: client})
+	ctx := context.Background()
+	if err := a.Set(ctx, "k", "old"); err != nil {
+		t.Fatal(err)
+	}
+	applied, hold := holdSubscription(t, a)
+	if err := a.Delete(ctx, "k"); err != nil { // its message waits
+		t.Fatal(err)
+	}
+	if v, err := a.Get(ctx, "k", constLoader("loaded")); err != nil || v != "loaded" {
+		t.Fatalf("Get after Delete = %q, %v; want a load", v, err)
+	}
+	close(hold)
+	marker(t, a, applied, 0) // the Delete's message (no event), then the marker
+	if r, err := a.Fetch(ctx, "k", constLoader("again")); err != nil || r.Value != "loaded" || r.Source != SourceNear {
+		t.Fatalf("once the Delete's message was applied: %q from %v, %v; want the loaded value from the near tier", r.Value, r.Source, err)
+	}
+}

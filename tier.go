@@ -334,6 +334,11 @@ type ownChange[V any] struct {
 	sent    int64
 	value   V
 	dropped bool
+
+	// settled marks a Delete that has returned: it dropped its keys again
+	// after its write, so a near copy made since came from a read of Redis
+	// after the write, and its message need not drop it.
+	settled bool
 }
 
 // awaitOwn drops the near copies of keys and records a change of them,
@@ -377,12 +382,20 @@ func (c *Cache[V]) forgetOwn(key string, p *ownChange[V]) {
 // before the change, and fills after this, cannot keep what it read (the
 // Set's own store may have been refused by an earlier message's stamp).
 // The next Get reads Redis.
+//
+// The message of a Delete that has returned (ownChange.settled) ends the
+// wait without the drop: a read that began after the Delete returned read
+// Redis after the write, and keeps what it filled.
 func (c *Cache[V]) applyOwnInvalidation(key string, sent int64) {
 	c.pendMu.Lock()
-	if p := c.pending[key]; p != nil && p.sent == sent {
+	p := c.pending[key]
+	awaited := p != nil && p.sent == sent
+	if awaited {
 		delete(c.pending, key)
 	}
-	c.near.Delete(key)
+	if !awaited || !p.settled {
+		c.near.Delete(key)
+	}
 	c.pendMu.Unlock()
 }
 
@@ -1394,7 +1407,10 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
 		c.DropNear(keys...)
 		return nil
 	}
-	var err error
+	var (
+		err     error
+		awaited []*ownChange[V]
+	)
 	if c.bus == nil {
 		c.DropNear(keys...)
 		err = c.far.Delete(ctx, keys...)
@@ -1405,7 +1421,7 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
 		// Drop, and await the Delete's message, so that a late message of
 		// an earlier Set cannot bring a value back (see ownChange).
 		var zero V
-		awaited := c.awaitOwn(keys, sent, zero)
+		awaited = c.awaitOwn(keys, sent, zero)
 		c.detach(keys...)
 		if err = c.far.DeleteNotify(ctx, keys, n); err != nil {
 			for i, k := range keys {
@@ -1415,10 +1431,16 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
 	}
 	// Again: a read of this replica that fetched Redis between the first
 	// drop and the delete must not keep what it read. The changes awaited
-	// stay awaited.
-	for _, k := range keys {
+	// stay awaited, settled: their messages need not drop again what a
+	// read fills from now on (see applyOwnInvalidation).
+	c.pendMu.Lock()
+	for i, k := range keys {
 		c.near.Delete(k)
+		if awaited != nil && err == nil && c.pending[k] == awaited[i] {
+			awaited[i].settled = true
+		}
 	}
+	c.pendMu.Unlock()
 	c.detach(keys...)
 	if err != nil {
 		c.stats.farErrors.Add(1)
