@@ -623,7 +623,10 @@ func TestWriterChannelRefused(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	admin := srv.Client(t)
-	userClient := func(user, channels string) *redis.Client {
+	// userBus starts a Bus as a new user with the given channel rules,
+	// waits until it is up, and checks whether it has a writer channel.
+	userBus := func(t *testing.T, user, channels string, writer bool) (*Bus, *recorder) {
+		t.Helper()
 		if err := admin.Do(ctx, "ACL", "SETUSER", user, "on", ">pw", "resetchannels", channels, "+@all").Err(); err != nil {
 			t.Fatal(err)
 		}
@@ -631,28 +634,24 @@ func TestWriterChannelRefused(t *testing.T) {
 		o.Username, o.Password = user, "pw"
 		c := redis.NewClient(o)
 		t.Cleanup(func() { c.Close() })
-		return c
+		r := newRecorder()
+		bus := newBus(t, c, r, Options{Namespace: "ns"})
+		r.expect(t, "up")
+		if has := bus.WriterChannel() != ""; has != writer {
+			t.Fatalf("writer channel %v for %s, want %v", has, channels, writer)
+		}
+		return bus, r
 	}
 	rb := newRecorder()
 	b := newBus(t, admin, rb, Options{Namespace: "ns"})
 	rb.expect(t, "up")
 
 	t.Run("never allowed", func(t *testing.T) {
-		ra := newRecorder()
-		a := newBus(t, userClient("exact", "&ns:invalidate"), ra, Options{Namespace: "ns"})
-		ra.expect(t, "up")
-		if w := a.WriterChannel(); w != "" {
-			t.Fatalf("WriterChannel = %q for a user who may not use it", w)
-		}
+		a, ra := userBus(t, "exact", "&ns:invalidate", false)
 		exchange(t, a, ra, b, rb)
 	})
 	t.Run("revoked", func(t *testing.T) {
-		ra := newRecorder()
-		a := newBus(t, userClient("revoked", "&ns:invalidate*"), ra, Options{Namespace: "ns"})
-		ra.expect(t, "up")
-		if a.WriterChannel() == "" {
-			t.Fatal("no writer channel for a user who may use it")
-		}
+		a, ra := userBus(t, "revoked", "&ns:invalidate*", true)
 		if err := admin.Do(ctx, "ACL", "SETUSER", "revoked", "resetchannels", "&ns:invalidate").Err(); err != nil {
 			t.Fatal(err)
 		}
@@ -663,12 +662,7 @@ func TestWriterChannelRefused(t *testing.T) {
 		exchange(t, a, ra, b, rb)
 	})
 	t.Run("granted later", func(t *testing.T) {
-		ra := newRecorder()
-		a := newBus(t, userClient("late", "&ns:invalidate"), ra, Options{Namespace: "ns"})
-		ra.expect(t, "up")
-		if w := a.WriterChannel(); w != "" {
-			t.Fatalf("WriterChannel = %q before the grant", w)
-		}
+		a, ra := userBus(t, "late", "&ns:invalidate", false)
 		if err := admin.Do(ctx, "ACL", "SETUSER", "late", "&ns:invalidate:writer:*").Err(); err != nil {
 			t.Fatal(err)
 		}

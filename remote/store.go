@@ -665,7 +665,7 @@ var errNoMulti = errors.New("the server refused MULTI")
 func (s *Store) transaction(ctx context.Context, n Notice, write func(redis.Pipeliner)) error {
 	pipe := s.client.Pipeline()
 	var writer *redis.Cmd
-	if n.Writer != "" && !n.Sharded && time.Now().UnixNano() >= s.noWriterUntil.Load() {
+	if n.Writer != "" && !n.Sharded && s.writerAllowed() {
 		pipe.Do(ctx, "ping")
 		writer = pipe.Do(ctx, "publish", n.Writer, "")
 	}
@@ -712,6 +712,14 @@ func (s *Store) transaction(ctx context.Context, n Notice, write func(redis.Pipe
 // meanwhile (see invalidate.Bus.WriterChannel), and one granted it again
 // is heard from again after it.
 const writerPause = time.Minute
+
+// writerAllowed reports whether transactions may send the PUBLISH to
+// Notice.Writer: no refusal, or none within writerPause. The clock is read
+// only after a refusal.
+func (s *Store) writerAllowed() bool {
+	until := s.noWriterUntil.Load()
+	return until == 0 || time.Now().UnixNano() >= until
+}
 
 // DeleteNotify is [Store.Delete] that also publishes n, in the same round
 // trip and, on a single server, in the same transaction (see SetNotify).
