@@ -2,77 +2,74 @@
 // many replicas: a near tier in each process's memory in front of a far
 // tier in Redis that all replicas share.
 //
-// It guarantees that a near hit costs no allocation and no global lock;
-// that concurrent misses of one key in a process cause one Redis read and
-// at most one load; that a near copy never outlives its Redis copy; that a
-// value read while its key was Set, Deleted or dropped is returned to the
-// callers that waited for it but not kept in the near tier; and that a
-// Redis outage degrades to loading from the source, never to an error,
-// with Redis used again as soon as it answers.
+// A [Cache.Get] looks in the near tier, then in Redis (one GET), then calls
+// your [Loader], and stores what it found in the tiers that lacked it.
+// Concurrent misses of one key in a process share one Redis read and at
+// most one load. A near hit allocates nothing and takes no lock shared by
+// every key.
 //
-// # Freshness across replicas
+// # The guarantee
 //
-// With Redis set, Set, Delete and Invalidate tell the other replicas, over
-// the pub/sub channel "<Namespace>:invalidate" (package invalidate), about
-// the keys they change. Set and Delete send that message with the write, in
-// one MULTI/EXEC on a single server (atomic, so messages arrive in the order
-// of the writes; one Lua script for a user who may not run transactions)
-// and right after it on a cluster. On a single server, each replica also
-// listens on a writer channel of its own, which a write publishes an empty
-// message to just before its transaction, so that Redis sends the writer's own copy of
-// the message after every other replica's (invalidate.Bus.WriterChannel).
-// A Set's message
-// carries the new value when it is at most Options.PushMaxBytes (single
-// server only): a replica holding the key replaces its copy at once; other
-// messages make replicas drop their copies, to read Redis on their next
-// Get. Either way, a change also detaches the key's read or load under way,
-// so a Get that starts after the change arrived never waits for a read
-// that began before it.
+//   - The writer reads its own write: once [Cache.Set] returns nil, the next
+//     Get on the same replica returns the value set, or a later one; once
+//     [Cache.Delete] returns, it does not return the deleted value.
+//   - Every other replica stops serving the old value once the change's
+//     message reaches it (one pub/sub hop); a Get that starts after that
+//     reads Redis, which holds the new value.
+//   - A replica that loses its subscription notices within
+//     2×Options.Invalidation.HealthInterval, and then drops everything it
+//     holds near; nothing cached before a gap is served after it.
+//   - No read that began before a change is kept after it, in either tier,
+//     whatever the interleaving: near fills are guarded, and a load writes
+//     Redis only over a lease that a Set replaces and a Delete removes.
+//   - No near copy outlives its Redis copy or Options.NearTTL.
 //
-// The guarantee: once Set, Delete or Invalidate has returned on one
-// replica, every replica whose subscription is up drops or replaces its
-// near copy when the message arrives, and no Get that starts after that
-// returns the older value; no near copy outlives Options.NearTTL or its
-// Redis copy (the deadline of a Redis copy travels in its header, so it is
-// judged by the replicas' clocks, as exact as they agree). A Get that
-// started before the message arrived may return the value it read before.
-// A replica whose subscription is lost drops every near copy
-// and stores none from the moment it notices (at once when the connection
-// closes, within 2×Options.HealthInterval when the server stops answering)
-// until the new subscription is confirmed; so after a gap it serves nothing
-// cached before it, and before it notices, copies for at most that long.
-// An operator drops a key on every replica with
-// `redis-cli PUBLISH <Namespace>:invalidate <key>`, and every key with "*".
+// Changes travel as drop-only messages on the channel
+// "<Namespace>:invalidate" (package invalidate), published in the same
+// Redis script as the write they announce; an operator drops a key on
+// every replica with `redis-cli PUBLISH <Namespace>:invalidate <key>`, and
+// everything with "*". docs/DESIGN.md proves the guarantee in a page.
 //
-// # Reads
+// # When Redis fails
 //
-// [Cache.Get] looks in the near tier, then in Redis (one round trip, one
-// plain GET), then calls the [Loader]; what it finds it stores in
-// the tiers that lacked it. The load runs on a goroutine of its own, detached
-// from the callers' cancellation and bounded by Options.LoadTimeout, so one
-// caller giving up does not fail the others; each caller still returns when
-// its own context ends. A loader that panics fails its callers with
-// [ErrLoaderPanic] and leaves nothing stuck. A loader that returns
-// [ErrNotFound] has that answer cached for Options.NotFoundTTL.
+// A Redis outage degrades the cache; it never fails a read. After a few
+// failures in a row that mean Redis is not answering, the cache stops
+// waiting on it: reads go to the near tier and the loader, loads write
+// nothing to Redis, and writes fail at once with [ErrUnavailable]. One
+// background probe notices when Redis answers again, within
+// HealthInterval, and the cache uses it again by itself. While Redis is
+// unreachable or the subscription is down, a change made on another
+// replica may be missed: each replica then keeps what it loads near for
+// at most Options.Invalidation.DegradedNearTTL (2×HealthInterval by
+// default), so a value it serves is at most that old. [Cache.Health] says
+// which state the cache is in, and the log has one line when a link goes
+// down, one when it is back, and at most one a minute in between.
 //
-// Before a load, Get puts a lease under the key in Redis, and it writes
-// the loaded value only over its own lease, in one script: a Set replaces
-// the lease and a Delete removes it, so a load that read the source before
-// either never writes the older value back. Other replicas read a lease as
-// a miss; it expires after Options.LoadTimeout if its load never ends. A
-// reload of corrupt bytes writes only over those bytes, in the same way;
-// a load after a failed Redis read takes no lease and writes nothing there.
+// # Loads
 //
-// [Cache.GetMany] reads many keys with one Redis round trip for all near
-// misses and one call of a [BatchLoader] for the rest, with leases taken
-// and written over in one round trip each.
+// A load runs on a goroutine of its own, detached from the callers'
+// cancellation and bounded by Options.LoadTimeout, so one caller giving up
+// does not fail the others; each caller still returns when its own context
+// ends. A loader that panics fails its callers with [ErrLoaderPanic] and
+// leaves nothing stuck. A loader that returns [ErrNotFound] has that answer
+// cached for Options.NotFoundTTL. [Cache.GetMany] reads many keys with one
+// Redis round trip for all near misses and one call of a [BatchLoader] for
+// the rest.
+//
+// # Refresh and stale values
+//
+// With Options.Refresh.Ahead, a hit in the last fraction of its entry's
+// life starts one background refresh of the key, so a hot key never
+// misses. With Refresh.StaleGrace, values stay that long past their TTL in
+// both tiers; an expired hit reloads, and if the reload fails (or outlasts
+// Refresh.SoftTimeout) the caller gets the expired value, marked
+// [Result].Stale. A key that was Set or Deleted is never served stale.
 //
 // # Values in Redis
 //
 // Values are encoded by package codec (msgpack by default) behind a
-// versioned header. Bytes in Redis that do not decode, whatever wrote them,
-// are treated as a miss: counted in Stats.Corrupt, reloaded and
-// overwritten. Each value's header records when it expires (see codec),
-// which is how one GET yields both the value and its time left. Every TTL is shortened by a random fraction up to
-// Options.Jitter so that keys written together do not expire together.
+// versioned header that also records when the value expires. Bytes in
+// Redis that do not decode, whatever wrote them, are a miss: counted in
+// Stats.Corrupt, reloaded and overwritten. Values returned by Get are
+// shared with the near tier: do not modify them.
 package tier

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"maps"
 	"slices"
 	"time"
 
@@ -25,6 +26,16 @@ func newRedis() (*redis.Client, func()) {
 	return client, func() { client.Close(); m.Close() }
 }
 
+// ready waits until c hears the other replicas' changes, as a readiness
+// check would; until then it keeps values near only briefly.
+func ready[V any](c *tier.Cache[V]) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.WaitReady(ctx); err != nil {
+		log.Fatal(err)
+	}
+}
+
 type User struct {
 	ID   string
 	Name string
@@ -35,15 +46,23 @@ func ExampleNew() {
 	defer stop()
 
 	users, err := tier.New[User](tier.Options{
-		Redis:     client,  // the far tier, shared by every replica
-		Namespace: "users", // keys live under "users:" in Redis
+		Redis:     client,           // the far tier, shared by every replica
+		Namespace: "users",          // keys live under "users:" in Redis
+		NearTTL:   time.Minute,      // how long a replica keeps a value in memory
+		FarTTL:    10 * time.Minute, // how long Redis keeps it
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer users.Close()
-	fmt.Println(users.Stats().Loads)
-	// Output: 0
+	ready(users)
+	fmt.Println(users.Health())
+
+	_, err = tier.New[User](tier.Options{NearTTL: -time.Second})
+	fmt.Println(errors.Is(err, tier.ErrInvalidOptions), err)
+	// Output:
+	// ok
+	// true tier: invalid options: NearTTL must not be negative, got -1s
 }
 
 func ExampleCache_Get() {
@@ -51,6 +70,7 @@ func ExampleCache_Get() {
 	defer stop()
 	users, _ := tier.New[User](tier.Options{Redis: client, Namespace: "users"})
 	defer users.Close()
+	ready(users)
 
 	loadUser := tier.LoaderFunc[User](func(ctx context.Context, id string) (User, error) {
 		fmt.Println("loading", id)
@@ -64,13 +84,16 @@ func ExampleCache_Get() {
 		u, err := users.Get(ctx, "42", loadUser) // the second call is a near hit
 		fmt.Println(u.Name, err)
 	}
-	_, err := users.Get(ctx, "0", loadUser)
-	fmt.Println(errors.Is(err, tier.ErrNotFound))
+	for range 2 {
+		_, err := users.Get(ctx, "0", loadUser) // "not found" is cached too
+		fmt.Println(errors.Is(err, tier.ErrNotFound))
+	}
 	// Output:
 	// loading 42
 	// Ada <nil>
 	// Ada <nil>
 	// loading 0
+	// true
 	// true
 }
 
@@ -85,6 +108,8 @@ func ExampleCache_Fetch() {
 	defer replicaA.Close()
 	replicaB, _ := tier.New[string](tier.Options{Redis: client})
 	defer replicaB.Close()
+	ready(replicaA)
+	ready(replicaB)
 
 	r, _ := replicaA.Fetch(ctx, "k", loader)
 	fmt.Println("A:", r.Value, "from", r.Source)
@@ -104,6 +129,7 @@ func ExampleCache_Set() {
 	ctx := context.Background()
 	flags, _ := tier.New[bool](tier.Options{Redis: client, Namespace: "flags"})
 	defer flags.Close()
+	ready(flags)
 
 	if err := flags.Set(ctx, "new-checkout", true); err != nil {
 		log.Fatal(err)
@@ -121,6 +147,7 @@ func ExampleCache_Delete() {
 	ctx := context.Background()
 	c, _ := tier.New[string](tier.Options{Redis: client})
 	defer c.Close()
+	ready(c)
 
 	version := 0
 	loader := tier.LoaderFunc[string](func(context.Context, string) (string, error) {
@@ -143,6 +170,7 @@ func ExampleCache_GetMany() {
 	ctx := context.Background()
 	c, _ := tier.New[int](tier.Options{Redis: client})
 	defer c.Close()
+	ready(c)
 	_ = c.Set(ctx, "a", 1)
 
 	loadMany := tier.BatchLoaderFunc[int](func(ctx context.Context, keys []string) (map[string]int, error) {
@@ -150,12 +178,7 @@ func ExampleCache_GetMany() {
 		return map[string]int{"b": 2, "c": 3}, nil // "d" has no value
 	})
 	got, _ := c.GetMany(ctx, []string{"a", "b", "c", "d"}, loadMany)
-	keys := make([]string, 0, len(got))
-	for k := range got {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(got)) {
 		fmt.Println(k, got[k])
 	}
 	// Output:
@@ -186,12 +209,69 @@ func ExampleCache_Wrap() {
 	// user-7
 }
 
-// WaitReady tells when a cache serves from its near tier, for a readiness
-// check: until its invalidation subscription is confirmed, every Get
-// reads Redis.
+// Invalidate is for a change made in Redis by other means: it drops the
+// near copies of keys on every replica and leaves Redis alone.
+func ExampleCache_Invalidate() {
+	client, stop := newRedis()
+	defer stop()
+	ctx := context.Background()
+	price := 10 // the source of truth
+	load := tier.LoaderFunc[int](func(context.Context, string) (int, error) { return price, nil })
+	a, _ := tier.New[int](tier.Options{Redis: client, Namespace: "prices"})
+	defer a.Close()
+	b, _ := tier.New[int](tier.Options{Redis: client, Namespace: "prices"})
+	defer b.Close()
+	ready(a) // both replicas hear each other's messages from now on
+	ready(b)
+
+	v, _ := a.Get(ctx, "apple", load)
+	fmt.Println("a:", v)
+
+	// A batch job changes the price at the source, removes the copy in
+	// Redis itself, and drops the near copies on every replica.
+	price = 12
+	client.Del(ctx, "prices:apple")
+	_ = a.Invalidate(ctx, "apple")
+
+	v, _ = a.Get(ctx, "apple", load) // a's near copy is gone: loads
+	fmt.Println("a:", v)
+	v, _ = b.Get(ctx, "apple", load) // b reads what a's load stored in Redis
+	fmt.Println("b:", v)
+	// Output:
+	// a: 10
+	// a: 12
+	// b: 12
+}
+
+// Health says whether a cache reaches Redis and hears the other replicas;
+// it still serves every read when it does not.
+func ExampleCache_Health() {
+	client, stop := newRedis()
+	defer stop()
+	c, _ := tier.New[string](tier.Options{Redis: client})
+	defer c.Close()
+	ready(c)
+
+	h := c.Health()
+	fmt.Println(h.Redis.State, h.Subscription.State, h.Degraded, h.NearTTL)
+	fmt.Println(h) // one line, for logs and health endpoints
+
+	nearOnly, _ := tier.New[string](tier.Options{})
+	defer nearOnly.Close()
+	h = nearOnly.Health()
+	fmt.Println(h.Redis.State, h.Subscription.State, h.Degraded)
+	// Output:
+	// up up false 1m0s
+	// ok
+	// off off false
+}
+
+// WaitReady tells when a cache hears the other replicas' changes, for a
+// readiness check; a cache serves all the same before, keeping values
+// near only briefly.
 func ExampleCache_WaitReady() {
-	client, done := newRedis()
-	defer done()
+	client, stop := newRedis()
+	defer stop()
 	users, err := tier.New[User](tier.Options{Redis: client, Namespace: "users"})
 	if err != nil {
 		log.Fatal(err)

@@ -7,20 +7,39 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/tier-cache/tier/internal/redistest"
 )
+
+// enableKeyspaceEvents turns on the keyspace notifications that
+// Invalidation.WatchExternalWrites needs.
+func enableKeyspaceEvents(t *testing.T, srv *redistest.Server, flags string) {
+	t.Helper()
+	if err := srv.Client(t).ConfigSet(context.Background(), "notify-keyspace-events", flags).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
 
 // With WatchExternalWrites, a write made outside tier (redis-cli SET,
 // EXPIRE, DEL) drops the near copies on every replica.
 func TestWatchExternalWrites(t *testing.T) {
 	srv := redistest.Start(t)
+	enableKeyspaceEvents(t, srv, "K$gx")
 	ctx := context.Background()
-	if err := srv.Client(t).ConfigSet(ctx, "notify-keyspace-events", "K$gx").Err(); err != nil {
-		t.Fatal(err)
+	watch := Options{Namespace: "ext", Invalidation: InvalidationOptions{WatchExternalWrites: true}}
+	var replicas []*Cache[string]
+	var evs []<-chan string
+	for range 2 {
+		opts := watch
+		opts.Redis = srv.Client(t)
+		c := newCache[string](t, opts)
+		replicas = append(replicas, c)
+		evs = append(evs, events(c))
 	}
-	b := newCache[string](t, Options{Redis: srv.Client(t), Namespace: "ext", WatchExternalWrites: true})
+	// A writer that sends no message: each replica hears of its Set only
+	// through keyspace notifications, two of them (SET with PX notifies
+	// "set" and "expire").
+	writer := newCache[string](t, Options{Redis: srv.Client(t), Namespace: "ext", Invalidation: InvalidationOptions{Disabled: true}})
 	// redis-cli where the machine has it, as an operator would; go-redis
 	// otherwise.
 	external := func(args ...string) {
@@ -28,7 +47,7 @@ func TestWatchExternalWrites(t *testing.T) {
 		if cli, err := exec.LookPath("redis-cli"); err == nil {
 			host, port, _ := strings.Cut(srv.Addr(), ":")
 			out, err := exec.Command(cli, append([]string{"-h", host, "-p", port}, args...)...).CombinedOutput()
-			if err != nil {
+			if err != nil || strings.HasPrefix(string(out), "(error)") || strings.HasPrefix(string(out), "ERR") {
 				t.Fatalf("redis-cli %v: %v: %s", args, err, out)
 			}
 			return
@@ -41,40 +60,61 @@ func TestWatchExternalWrites(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Each command reaches the near copy held just before it; a key that
-	// tier itself never wrote, so that no write of its own drops it.
 	for _, cmd := range [][]string{
 		{"SET", "ext:k", "written by hand"},
 		{"EXPIRE", "ext:k", "3600"},
 		{"DEL", "ext:k"},
 	} {
-		b.near.Set("k", nearEntry[string]{value: "v"})
+		if err := writer.Set(ctx, "k", "v"); err != nil {
+			t.Fatal(err)
+		}
+		for i, c := range replicas {
+			await(t, evs[i], "keys") // the Set's notifications
+			await(t, evs[i], "keys")
+			if r, err := c.Fetch(ctx, "k", constLoader("unused")); err != nil || r.Value != "v" || r.Source != SourceFar {
+				t.Fatalf("replica %d: %+v, %v; want v from Redis", i, r, err)
+			}
+			if v, ok := nearValue(c, "k"); !ok || v != "v" {
+				t.Fatalf("replica %d holds %q (%v) near, want v", i, v, ok)
+			}
+		}
 		external(cmd...)
-		waitFor(t, "the near copy to go after "+strings.Join(cmd, " "), func() bool {
-			_, ok := b.near.Peek("k")
-			return !ok
-		})
+		for i, c := range replicas {
+			await(t, evs[i], "keys")
+			if _, ok := c.near.Peek("k"); ok {
+				t.Fatalf("replica %d kept its near copy after %s", i, strings.Join(cmd, " "))
+			}
+		}
 	}
-	if n := b.bus.Stats().Keyspace; n != 3 {
-		t.Fatalf("%d keyspace notifications, want 3", n)
+	for i, c := range replicas {
+		if n := c.bus.Stats().Keyspace; n != 9 {
+			t.Fatalf("replica %d: %d keyspace notifications, want 9 (2 for each of 3 Sets, 3 commands)", i, n)
+		}
+		if st := c.Stats(); st.Invalidations != 9 || st.Malformed != 0 {
+			t.Fatalf("replica %d: stats = %+v, want 9 invalidations", i, st)
+		}
 	}
 	// The cache works as usual meanwhile.
-	if v, err := b.Get(ctx, "other", constLoader("v")); err != nil || v != "v" {
+	if v, err := replicas[0].Get(ctx, "other", constLoader("v")); err != nil || v != "v" {
 		t.Fatalf("Get = %q, %v", v, err)
 	}
 }
 
+// New checks that the server sends the notifications WatchExternalWrites
+// needs, and says how to turn them on; "KA" is enough.
 func TestWatchExternalWritesChecksTheServer(t *testing.T) {
 	srv := redistest.Start(t)
-	if err := srv.Client(t).ConfigSet(context.Background(), "notify-keyspace-events", "").Err(); err != nil {
-		t.Fatal(err)
+	for _, flags := range []string{"", "K$", "Kg", "E$g"} {
+		enableKeyspaceEvents(t, srv, flags)
+		_, err := New[string](Options{Redis: srv.Client(t), Invalidation: InvalidationOptions{WatchExternalWrites: true}})
+		if !errors.Is(err, ErrInvalidOptions) || !strings.Contains(err.Error(), "CONFIG SET notify-keyspace-events") ||
+			!strings.Contains(err.Error(), "Invalidation.WatchExternalWrites") {
+			t.Fatalf("New on a server with notify-keyspace-events %q = %v; want an error naming the option, with the command to run", flags, err)
+		}
 	}
-	_, err := New[string](Options{Redis: srv.Client(t), WatchExternalWrites: true})
-	if !errors.Is(err, ErrInvalidOptions) || !strings.Contains(err.Error(), "CONFIG SET notify-keyspace-events") {
-		t.Fatalf("New on a server without keyspace notifications = %v; want an error with the command to run", err)
-	}
-	if _, err := New[string](Options{WatchExternalWrites: true}); !errors.Is(err, ErrInvalidOptions) {
-		t.Fatalf("New without Redis = %v, want ErrInvalidOptions", err)
+	for _, flags := range []string{"KA", "K$g", "AKE"} {
+		enableKeyspaceEvents(t, srv, flags)
+		newCache[string](t, Options{Redis: srv.Client(t), Invalidation: InvalidationOptions{WatchExternalWrites: true}})
 	}
 }
 
@@ -83,19 +123,21 @@ func TestWatchExternalWritesChecksTheServer(t *testing.T) {
 // during the load wait for its value instead of loading again.
 func TestWatchExternalWritesWithWaitForLoads(t *testing.T) {
 	srv := redistest.Start(t)
+	enableKeyspaceEvents(t, srv, "K$gx")
 	ctx := context.Background()
-	if err := srv.Client(t).ConfigSet(ctx, "notify-keyspace-events", "K$gx").Err(); err != nil {
-		t.Fatal(err)
-	}
-	c := newCache[string](t, Options{Redis: srv.Client(t), Namespace: "ext", WatchExternalWrites: true,
-		WaitForLoads: 20 * time.Second})
+	c := newCache[string](t, Options{Redis: srv.Client(t), Namespace: "ext", WaitForLoads: patience,
+		Invalidation: InvalidationOptions{WatchExternalWrites: true}})
 	applied := events(c)
 	var loads atomic.Int64
 	entered, release := make(chan struct{}), make(chan struct{})
-	loader := LoaderFunc[string](func(context.Context, string) (string, error) {
+	loader := LoaderFunc[string](func(ctx context.Context, _ string) (string, error) {
 		if loads.Add(1) == 1 {
 			close(entered)
-			<-release
+			select {
+			case <-release:
+			case <-ctx.Done(): // the test ended early
+				return "", ctx.Err()
+			}
 		}
 		return "v", nil
 	})
@@ -108,14 +150,14 @@ func TestWatchExternalWritesWithWaitForLoads(t *testing.T) {
 		got <- v
 	}
 	go get()
-	<-entered
+	within(t, entered, "the load")
 	await(t, applied, "keys") // the lease's notification: the flight is detached
 	for range 10 {
 		go get()
 	}
 	close(release)
 	for range 11 {
-		if v := <-got; v != "v" {
+		if v := within(t, got, "a Get"); v != "v" {
 			t.Fatalf("Get = %q, want v", v)
 		}
 	}

@@ -4,20 +4,20 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
 // Message is one invalidation: drop the near copies of Keys, or of every
-// key when All is set. A message may instead carry the new stored bytes of
-// its keys in Values, so that a receiver holding a key can replace its
-// copy without reading Redis.
+// key when All is set.
 type Message struct {
 	Keys []string
 	All  bool
 
-	// Values, when not nil, holds the new stored bytes of each key, in the
-	// order of Keys; it is nil in a plain invalidation.
-	Values [][]byte
+	// Sync marks a frame that drops nothing: its origin publishes it to
+	// learn when every message published before it has reached it (see
+	// Bus.Sync). Its one key is the origin's token.
+	Sync bool
 
 	// Namespace is the namespace a library message was published for; it
 	// is empty in an operator's message, which the channel alone scopes.
@@ -27,9 +27,7 @@ type Message struct {
 	Origin ID
 
 	// Sent is when the message was made, by the publisher's clock; zero in
-	// an operator's message. Receivers measure propagation lag with it. A
-	// Bus gives each batch of frames its own Sent time, so that with
-	// Origin it identifies them (see Bus.Frames).
+	// an operator's message. Receivers measure propagation lag with it.
 	Sent time.Time
 }
 
@@ -41,8 +39,9 @@ const (
 	frameMarker  = 0x00 // first byte of a library frame
 	frameVersion = 1
 	flagAll      = 0x01
-	flagValues   = 0x02
+	flagValues   = 0x02 // written by older versions: each key is followed by a value, which is skipped
 	flagSent     = 0x04
+	flagSync     = 0x08
 	escapeMarker = '='
 	allMarker    = "*"
 
@@ -53,29 +52,24 @@ const (
 // ErrMalformed is matched by every error Parse returns.
 var ErrMalformed = errors.New("invalidate: malformed message")
 
-// ErrUnknownVersion is matched by the error for a library frame of a
-// version this package does not know; it also matches ErrMalformed.
-var ErrUnknownVersion = fmt.Errorf("%w: unknown version", ErrMalformed)
-
 // OperatorPayload returns what an operator publishes to drop key: the key
-// itself, or "=" and the key when the key is empty, is "*", or starts with
-// "=" or a NUL byte.
+// itself, or "=" and the key when the key is empty, is "*", starts with
+// "=" or a NUL byte, or ends with a newline.
 func OperatorPayload(key string) string {
-	if key == "" || key == allMarker || key[0] == escapeMarker || key[0] == frameMarker {
+	if key == "" || key == allMarker || key[0] == escapeMarker || key[0] == frameMarker || strings.HasSuffix(key, "\n") {
 		return string(escapeMarker) + key
 	}
 	return key
 }
 
-// AppendFrame appends the library frame of m to dst. Frames are what a Bus
-// publishes: version, flags, origin, namespace and keys, length-prefixed.
+// AppendFrame appends the library frame of m to dst.
 func AppendFrame(dst []byte, m Message) []byte {
 	flags := byte(0)
 	if m.All {
 		flags |= flagAll
 	}
-	if m.Values != nil {
-		flags |= flagValues
+	if m.Sync {
+		flags |= flagSync
 	}
 	if !m.Sent.IsZero() {
 		flags |= flagSent
@@ -88,62 +82,63 @@ func AppendFrame(dst []byte, m Message) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(m.Namespace)))
 	dst = append(dst, m.Namespace...)
 	dst = binary.AppendUvarint(dst, uint64(len(m.Keys)))
-	for i, k := range m.Keys {
+	for _, k := range m.Keys {
 		dst = binary.AppendUvarint(dst, uint64(len(k)))
 		dst = append(dst, k...)
-		if m.Values != nil {
-			dst = binary.AppendUvarint(dst, uint64(len(m.Values[i])))
-			dst = append(dst, m.Values[i]...)
-		}
 	}
 	return dst
 }
 
-// frameOverhead is the size of a frame with no namespace and no keys.
-const frameOverhead = 3 + len(ID{}) + 8 + 2*binary.MaxVarintLen64 // 8: the send time
+// frameOverhead bounds the size of a frame with no namespace and no keys.
+const frameOverhead = 3 + len(ID{}) + 8 + 2*binary.MaxVarintLen64
 
 // Parse reads a payload received on the channel: an operator's plain key,
-// "=" and a key, "*", or a library frame. Payloads longer than maxBytes
-// (DefaultMaxMessageBytes when maxBytes <= 0) are refused. Every error
-// matches ErrMalformed; Parse never panics.
+// "=" and a key, "*", or a library frame. A plain key loses one trailing
+// newline ("\n" or "\r\n"), which `echo key | redis-cli -x PUBLISH` adds.
+// Payloads longer than maxBytes (DefaultMaxMessageBytes when maxBytes <= 0)
+// are refused. Every error matches ErrMalformed; Parse never panics.
 func Parse(payload []byte, maxBytes int) (Message, error) {
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxMessageBytes
 	}
 	switch {
-	case len(payload) == 0:
-		return Message{}, fmt.Errorf("%w: empty payload (publish \"=\" to drop the empty key)", ErrMalformed)
 	case len(payload) > maxBytes:
 		return Message{}, fmt.Errorf("%w: %d bytes, over the limit of %d", ErrMalformed, len(payload), maxBytes)
-	case payload[0] == frameMarker:
+	case len(payload) > 0 && payload[0] == frameMarker:
 		return parseFrame(payload)
-	case string(payload) == allMarker:
-		return Message{All: true}, nil
-	case payload[0] == escapeMarker:
+	case len(payload) > 0 && payload[0] == escapeMarker:
 		return Message{Keys: []string{string(payload[1:])}}, nil
 	}
-	return Message{Keys: []string{string(payload)}}, nil
+	key := string(payload)
+	if k, ok := strings.CutSuffix(key, "\n"); ok {
+		key = strings.TrimSuffix(k, "\r")
+	}
+	switch key {
+	case "":
+		return Message{}, fmt.Errorf("%w: empty key (publish \"=\" to drop the empty key)", ErrMalformed)
+	case allMarker:
+		return Message{All: true}, nil
+	}
+	return Message{Keys: []string{key}}, nil
 }
 
 func parseFrame(p []byte) (Message, error) {
 	bad := func(what string) (Message, error) {
 		return Message{}, fmt.Errorf("%w: frame %s", ErrMalformed, what)
 	}
-	if len(p) < 2 {
-		return bad("truncated before its version")
-	}
-	if p[1] != frameVersion {
-		return Message{}, fmt.Errorf("%w %d (this replica reads version %d)", ErrUnknownVersion, p[1], frameVersion)
-	}
 	if len(p) < 3+len(ID{}) {
 		return bad("truncated in its header")
 	}
+	if p[1] != frameVersion {
+		return bad(fmt.Sprintf("of unknown version %d (this replica reads version %d)", p[1], frameVersion))
+	}
 	flags := p[2]
-	if flags&^(flagAll|flagValues|flagSent) != 0 {
+	if flags&^(flagAll|flagValues|flagSent|flagSync) != 0 {
 		return bad(fmt.Sprintf("has unknown flags %#x", flags))
 	}
 	var m Message
 	m.All = flags&flagAll != 0
+	m.Sync = flags&flagSync != 0
 	withValues := flags&flagValues != 0
 	copy(m.Origin[:], p[3:])
 	rest := p[3+len(ID{}):]
@@ -154,7 +149,6 @@ func parseFrame(p []byte) (Message, error) {
 		m.Sent = time.Unix(0, int64(binary.BigEndian.Uint64(rest)))
 		rest = rest[8:]
 	}
-
 	field := func() ([]byte, bool) {
 		n, w := binary.Uvarint(rest)
 		if w <= 0 || n > uint64(len(rest)-w) {
@@ -179,31 +173,30 @@ func parseFrame(p []byte) (Message, error) {
 	if count > 0 {
 		m.Keys = make([]string, 0, count)
 	}
-	if withValues {
-		m.Values = make([][]byte, 0, count)
-	}
 	for range count {
 		k, ok := field()
 		if !ok {
 			return bad(fmt.Sprintf("has a bad length for key %d of %d", len(m.Keys)+1, count))
 		}
 		m.Keys = append(m.Keys, string(k))
-		if withValues {
-			v, ok := field()
-			if !ok {
-				return bad(fmt.Sprintf("has a bad length for the value of key %d of %d", len(m.Keys), count))
-			}
-			m.Values = append(m.Values, v)
+		if !withValues {
+			continue
+		}
+		if _, ok := field(); !ok {
+			return bad(fmt.Sprintf("has a bad length for the value of key %d of %d", len(m.Keys), count))
 		}
 	}
 	if len(rest) != 0 {
 		return bad(fmt.Sprintf("has %d bytes after its last key", len(rest)))
 	}
-	if m.All && (len(m.Keys) > 0 || withValues) {
+	if m.All && len(m.Keys) > 0 {
 		return bad("says both all and some keys")
 	}
 	if !m.All && len(m.Keys) == 0 {
 		return bad("carries no key")
+	}
+	if m.Sync && (m.All || len(m.Keys) != 1) {
+		return bad("is a sync without exactly one token")
 	}
 	return m, nil
 }

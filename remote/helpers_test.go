@@ -1,8 +1,13 @@
 package remote_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"net"
+	"os"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,29 +21,84 @@ import (
 	"github.com/tier-cache/tier/remote"
 )
 
+// TestMain shuts down the cluster the tests share, then checks that no
+// goroutine outlived the tests.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	code := m.Run()
+	if shared.cluster != nil {
+		shared.cluster.Close()
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
-// backend is a kind of Redis server the core tests run against.
+// shared is a one-node Redis Cluster, started by the first test that needs
+// it and emptied for each of the next: a cluster takes seconds to start,
+// and no test here runs in parallel with another.
+var shared struct {
+	once    sync.Once
+	cluster *redistest.Cluster
+	err     error
+}
+
+// sharedCluster returns the shared cluster, empty (no keys, no cached
+// scripts), or skips the test as redistest.Start does when redis-server is
+// not installed.
+func sharedCluster(tb testing.TB) *redistest.Cluster {
+	tb.Helper()
+	redistest.RequireServer(tb)
+	shared.once.Do(func() { shared.cluster, shared.err = redistest.LaunchCluster(1) })
+	if shared.err != nil {
+		tb.Fatal(shared.err)
+	}
+	c := shared.cluster
+	for _, n := range c.Nodes() {
+		nc := redis.NewClient(n.Options())
+		err := nc.FlushAll(testCtx(tb)).Err()
+		if err == nil {
+			err = nc.ScriptFlush(testCtx(tb)).Err()
+		}
+		_ = nc.Close()
+		if err != nil {
+			tb.Fatalf("empty the shared cluster: %v", err)
+		}
+	}
+	tb.Cleanup(func() {
+		if tb.Failed() {
+			tb.Logf("cluster logs:\n%s", c.Log())
+		}
+	})
+	return c
+}
+
+// backend is a kind of Redis server the tests run against.
 type backend struct {
 	name    string
-	cluster bool // a cluster: slow to start, so only some tests use it
+	cluster bool // a cluster: only some tests use it
 	start   func(tb testing.TB) *env
 }
 
 // dialFunc dials a connection for a go-redis client.
 type dialFunc = func(ctx context.Context, network, addr string) (net.Conn, error)
 
-// env is one fresh, empty server and how to reach it.
+// env is one empty server and how to reach it.
 type env struct {
 	// connect returns a new client to the server, with
 	// ContextTimeoutEnabled; dial, if not nil, replaces its dialer.
 	connect func(dial dialFunc) redis.UniversalClient
 
 	// fastForward moves the server's clock on; nil on a real server, whose
-	// clock cannot be moved.
+	// clock cannot be moved. Where it is set, the clock stands still
+	// otherwise, so TTLs read back exactly.
 	fastForward func(time.Duration)
+
+	// sharded is true when the server has sharded pub/sub (SPUBLISH).
+	sharded bool
 }
 
 var backends = []backend{
@@ -53,16 +113,16 @@ var backends = []backend{
 	}},
 	{name: "redis-server", start: func(tb testing.TB) *env {
 		s := redistest.Start(tb)
-		return &env{connect: func(dial dialFunc) redis.UniversalClient {
+		return &env{sharded: true, connect: func(dial dialFunc) redis.UniversalClient {
 			o := s.Options()
 			o.Dialer = dial
 			return redis.NewClient(o)
 		}}
 	}},
 	{name: "redis-cluster", cluster: true, start: func(tb testing.TB) *env {
-		s := redistest.StartCluster(tb)
-		return &env{connect: func(dial dialFunc) redis.UniversalClient {
-			o := s.ClusterOptions()
+		c := sharedCluster(tb)
+		return &env{sharded: true, connect: func(dial dialFunc) redis.UniversalClient {
+			o := c.ClusterOptions()
 			o.Dialer = dial
 			return redis.NewClusterClient(o)
 		}}
@@ -120,9 +180,37 @@ func (e *env) store(tb testing.TB, opts remote.Options) *remote.Store {
 	return mustNew(tb, e.client(tb), opts)
 }
 
+// clientKinds are the ways a test hands a client to New: as it is, and
+// hidden, so that New cannot see whether all keys live on one server.
+var clientKinds = []struct {
+	name string
+	wrap func(redis.UniversalClient) redis.UniversalClient
+}{
+	{"as is", func(c redis.UniversalClient) redis.UniversalClient { return c }},
+	{"hidden", func(c redis.UniversalClient) redis.UniversalClient { return hidden{c} }},
+}
+
+// hidden wraps a client so that New cannot see what kind it is, and so
+// uses only commands that are correct on a cluster: it runs the cluster
+// code paths against a standalone server.
+type hidden struct {
+	redis.UniversalClient
+}
+
+// singleNode reports whether New sees that every key of c lives on one
+// server: c is a *redis.Client, not hidden.
+func singleNode(c redis.UniversalClient) bool {
+	_, ok := c.(*redis.Client)
+	return ok
+}
+
 // testTimeout replaces the default Options.Timeout in tests: 100ms is right
 // for production but too tight for a loaded CI machine running -race.
-const testTimeout = 5 * time.Second
+const testTimeout = 20 * time.Second
+
+// waitTimeout bounds every wait for an event in these tests. It only turns
+// a hang into a failure: nothing waits for it to pass.
+const waitTimeout = 30 * time.Second
 
 // mustNew returns a Store on c, or fails the test. A zero opts.Timeout
 // becomes testTimeout.
@@ -138,10 +226,10 @@ func mustNew(tb testing.TB, c redis.UniversalClient, opts remote.Options) *remot
 	return s
 }
 
-// testCtx returns a context that ends with the test, or after 10s.
+// testCtx returns a context that ends with the test, or after waitTimeout.
 func testCtx(tb testing.TB) context.Context {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	tb.Cleanup(cancel)
 	return ctx
 }
@@ -155,13 +243,184 @@ func mustSet(tb testing.TB, s *remote.Store, key, value string, ttl time.Duratio
 }
 
 // mustGet reads key or fails the test.
-func mustGet(tb testing.TB, s *remote.Store, key string) (remote.Item, bool) {
+func mustGet(tb testing.TB, s *remote.Store, key string) ([]byte, bool) {
 	tb.Helper()
-	it, ok, err := s.Get(testCtx(tb), key)
+	v, ok, err := s.Get(testCtx(tb), key)
 	if err != nil {
 		tb.Fatalf("Get(%q): %v", key, err)
 	}
-	return it, ok
+	return v, ok
+}
+
+// mustGetMany reads keys or fails the test.
+func mustGetMany(tb testing.TB, s *remote.Store, keys []string) [][]byte {
+	tb.Helper()
+	vs, err := s.GetMany(testCtx(tb), keys)
+	if err != nil {
+		tb.Fatalf("GetMany(%d keys): %v", len(keys), err)
+	}
+	if len(vs) != len(keys) {
+		tb.Fatalf("GetMany(%d keys) returned %d values", len(keys), len(vs))
+	}
+	return vs
+}
+
+// pttl returns the remaining life of the Redis key rkey, read with PTTL on
+// the raw client c: -1 for no expiry, -2 for a missing key.
+func pttl(tb testing.TB, c redis.UniversalClient, rkey string) time.Duration {
+	tb.Helper()
+	// The reply is in milliseconds; Do keeps go-redis from turning -1 and
+	// -2 into durations.
+	ms, err := c.Do(testCtx(tb), "PTTL", rkey).Int64()
+	if err != nil {
+		tb.Fatalf("PTTL %q: %v", rkey, err)
+	}
+	if ms < 0 {
+		return time.Duration(ms)
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+// announcer is an Options.Announce that records its calls. For keys it
+// returns two payloads, "keys=<keys joined by commas>" and "n=<count>".
+type announcer struct {
+	mu       sync.Mutex
+	calls    [][]string
+	payloads []string
+	err      error // returned instead, when set
+}
+
+func (a *announcer) announce(keys []string) ([][]byte, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.err != nil {
+		return nil, a.err
+	}
+	a.calls = append(a.calls, slices.Clone(keys))
+	p := [][]byte{[]byte("keys=" + strings.Join(keys, ",")), fmt.Appendf(nil, "n=%d", len(keys))}
+	for _, b := range p {
+		a.payloads = append(a.payloads, string(b))
+	}
+	return p, nil
+}
+
+// take returns the calls since the last take, and the payloads they
+// returned, in order.
+func (a *announcer) take() (calls [][]string, payloads []string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	calls, payloads = a.calls, a.payloads
+	a.calls, a.payloads = nil, nil
+	return calls, payloads
+}
+
+// listener is a subscriber to one channel.
+type listener struct {
+	ps      *redis.PubSub
+	publish func(ctx context.Context, payload string) error // on the same channel, through the same server
+}
+
+// listen subscribes through c to channel (with SSUBSCRIBE when sharded),
+// waits for the server to confirm, and unsubscribes when the test ends.
+func listen(tb testing.TB, c redis.UniversalClient, channel string, sharded bool) *listener {
+	tb.Helper()
+	ctx := testCtx(tb)
+	l := &listener{}
+	if sharded {
+		l.ps = c.SSubscribe(ctx, channel)
+		l.publish = func(ctx context.Context, p string) error { return c.SPublish(ctx, channel, p).Err() }
+	} else {
+		l.ps = c.Subscribe(ctx, channel)
+		l.publish = func(ctx context.Context, p string) error { return c.Publish(ctx, channel, p).Err() }
+	}
+	tb.Cleanup(func() { _ = l.ps.Close() })
+	if _, err := l.ps.Receive(ctx); err != nil { // the confirmation
+		tb.Fatalf("subscribe to %q: %v", channel, err)
+	}
+	return l
+}
+
+// next returns the payload of the next message, failing the test if none
+// comes within waitTimeout.
+func (l *listener) next(tb testing.TB) string {
+	tb.Helper()
+	m, err := l.ps.ReceiveMessage(testCtx(tb))
+	if err != nil {
+		tb.Fatalf("waiting for a message: %v", err)
+	}
+	return m.Payload
+}
+
+// expect checks that the next messages carry exactly want, in order, and
+// then nothing else: after them, a fence published on the channel is the
+// next message. A subscriber hears a server's messages in the order it
+// ran them, so any other message already sent would come before the fence.
+func (l *listener) expect(tb testing.TB, want []string) {
+	tb.Helper()
+	got := make([]string, 0, len(want))
+	for range want {
+		got = append(got, l.next(tb))
+	}
+	if !slices.Equal(got, want) {
+		tb.Fatalf("the channel carried %q, want %q", got, want)
+	}
+	l.expectNothing(tb)
+}
+
+// expectNothing checks that no message is waiting: a fence published now is
+// the next message.
+func (l *listener) expectNothing(tb testing.TB) {
+	tb.Helper()
+	const fence = "\x00fence"
+	if err := l.publish(testCtx(tb), fence); err != nil {
+		tb.Fatalf("publish the fence: %v", err)
+	}
+	if p := l.next(tb); p != fence {
+		tb.Fatalf("the channel carried %q before the fence, want nothing", p)
+	}
+}
+
+// storeAs returns a Store with opts (Namespace "ns" unless set) on srv, as
+// a new ACL user that has the password "pw" and the given rules, after
+// resetkeys and resetchannels.
+func storeAs(t *testing.T, srv *redistest.Server, user string, opts remote.Options, rules ...string) *remote.Store {
+	t.Helper()
+	args := []any{"ACL", "SETUSER", user, "reset", "on", ">pw", "resetkeys", "resetchannels"}
+	for _, r := range rules {
+		for _, f := range strings.Fields(r) {
+			args = append(args, f)
+		}
+	}
+	if err := srv.Client(t).Do(testCtx(t), args...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	o := srv.Options()
+	o.Username, o.Password = user, "pw"
+	c := redis.NewClient(o)
+	t.Cleanup(func() { _ = c.Close() })
+	if opts.Namespace == "" {
+		opts.Namespace = "ns"
+	}
+	return mustNew(t, c, opts)
+}
+
+// serverVersion returns the major version of the server c talks to.
+func serverVersion(tb testing.TB, c redis.UniversalClient) int {
+	tb.Helper()
+	info, err := c.Info(testCtx(tb), "server").Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "redis_version:"); ok {
+			var major int
+			if _, err := fmt.Sscanf(v, "%d.", &major); err == nil {
+				return major
+			}
+		}
+	}
+	tb.Fatalf("no redis_version in INFO server: %q", info)
+	return 0
 }
 
 // roundTrips counts network round trips two ways: through a go-redis hook,
@@ -205,7 +464,9 @@ func (rt *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 }
 
 // countingConn counts the bursts of writes on a connection: a write that
-// follows a read (or starts the connection) begins a new round trip.
+// follows a read (or starts the connection) begins a new round trip. A
+// burst that starts with a CLUSTER command is not counted: a cluster
+// client reloads the slot map on a timer of its own, from any operation.
 type countingConn struct {
 	net.Conn
 	trips *atomic.Int64
@@ -214,11 +475,16 @@ type countingConn struct {
 	writing bool
 }
 
+// clusterCommand starts the RESP encoding of every CLUSTER command.
+var clusterCommand = []byte("\r\n$7\r\ncluster\r\n")
+
 func (c *countingConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	if !c.writing {
 		c.writing = true
-		c.trips.Add(1)
+		if i := bytes.Index(p, clusterCommand); i < 0 || i > 4 {
+			c.trips.Add(1)
+		}
 	}
 	c.mu.Unlock()
 	return c.Conn.Write(p)
@@ -234,10 +500,11 @@ func (c *countingConn) Read(p []byte) (int, error) {
 // blackhole is a TCP server that accepts connections and reads from them but
 // never answers, like a Redis that has stalled.
 type blackhole struct {
-	ln    net.Listener
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns []net.Conn
+	ln       net.Listener
+	received chan struct{} // gets a value (if it has room) whenever bytes arrive
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	conns    []net.Conn
 }
 
 // startBlackhole listens on 127.0.0.1 until the test ends.
@@ -247,7 +514,7 @@ func startBlackhole(tb testing.TB) *blackhole {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	b := &blackhole{ln: ln}
+	b := &blackhole{ln: ln, received: make(chan struct{}, 1)}
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
@@ -267,6 +534,10 @@ func startBlackhole(tb testing.TB) *blackhole {
 					if _, err := c.Read(buf); err != nil {
 						return
 					}
+					select {
+					case b.received <- struct{}{}:
+					default:
+					}
 				}
 			}()
 		}
@@ -285,9 +556,17 @@ func startBlackhole(tb testing.TB) *blackhole {
 
 func (b *blackhole) addr() string { return b.ln.Addr().String() }
 
-// hidden wraps a client so that New cannot see what kind it is, and
-// so uses only commands that are correct on a cluster: it exercises the
-// cluster code paths against a standalone server.
-type hidden struct {
-	redis.UniversalClient
+// closedAddr returns a 127.0.0.1 address on which nothing listens: a port
+// that was free a moment ago.
+func closedAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return addr
 }

@@ -238,6 +238,11 @@ func (n *nodeCounter) commandsOn(addr, name string) int {
 	return n.commands[addr+" "+strings.ToLower(name)]
 }
 
+// scriptsOn returns how many scripts (EVAL or EVALSHA) went to the node at addr.
+func (n *nodeCounter) scriptsOn(addr string) int {
+	return n.commandsOn(addr, "eval") + n.commandsOn(addr, "evalsha")
+}
+
 type nodeHook struct {
 	n    *nodeCounter
 	addr string

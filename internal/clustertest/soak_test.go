@@ -68,8 +68,8 @@ func TestSoakOnCluster(t *testing.T) {
 	t.Log(rep)
 	for i, c := range caches {
 		st := c.Stats()
-		t.Logf("replica %d: near hits %d, far hits %d, loads %d, far errors %d, invalidations %d, updates %d, malformed %d, losses %d",
-			i, st.NearHits, st.FarHits, st.Loads, st.FarErrors, st.Invalidations, st.Updates, st.Malformed, st.Losses)
+		t.Logf("replica %d: near hits %d, far hits %d, loads %d, far errors %d, invalidations %d, malformed %d, losses %d",
+			i, st.NearHits, st.FarHits, st.Loads, st.FarErrors, st.Invalidations, st.Malformed, st.Losses)
 	}
 	if rep.Counts.Violations != 0 {
 		t.Errorf("%d reads returned a value overwritten more than %v before they started", rep.Counts.Violations, rep.Slack)

@@ -78,7 +78,10 @@ func TestStalenessAfterSubscriptionLoss(t *testing.T) {
 				wrote = time.Since(origin)
 				return err == nil
 			})
-			recovered := eventually(t, "reader serves new from near", func() bool {
+			recovered := eventually(t, "reader resubscribed and serves new from near", func() bool {
+				if reader.Health().Subscription.State != tier.StateUp {
+					return false
+				}
 				r, err := reader.Fetch(ctx, "k", valueOf)
 				return err == nil && r.Value == "new" && r.Source == tier.SourceNear
 			})

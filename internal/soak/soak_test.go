@@ -198,7 +198,7 @@ func TestSoakCatchesStaleReplicas(t *testing.T) {
 	src := soak.NewSource()
 	var reps []soak.Replica
 	for range 3 {
-		reps = append(reps, newReplica(t, srv.Client(t), src, tier.Options{DisableInvalidation: true}))
+		reps = append(reps, newReplica(t, srv.Client(t), src, tier.Options{Invalidation: tier.InvalidationOptions{Disabled: true}}))
 	}
 	rep := soak.Run(t.Context(), soak.Config{Replicas: reps, Source: src, Duration: time.Second, Slack: 5 * time.Millisecond})
 	t.Log(rep)

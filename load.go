@@ -1,0 +1,269 @@
+package tier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/tier-cache/tier/codec"
+	"github.com/tier-cache/tier/local"
+)
+
+// resolve answers a miss of key for the flight f: the near tier again (a
+// Set may have stored the key since the caller missed), then Redis, then
+// the loader. Every near fill is guarded by g, taken before Redis is read:
+// a change of the key after it keeps the fill out.
+//
+// A refresh (refresh set) skips the near tier, and reloads when Redis's
+// copy is in its last Refresh.Ahead too.
+func (c *Cache[V]) resolve(ctx context.Context, key string, loader Loader[V], f *flight[V], refresh bool) (Result[V], error) {
+	g := c.near.StartFill()
+	if !refresh {
+		if e, ok := c.near.Peek(key); ok && (e.staleAt == 0 || c.now().UnixNano() < e.staleAt) {
+			if e.absent {
+				return Result[V]{Source: SourceNear}, ErrNotFound
+			}
+			return Result[V]{Value: e.value, Source: SourceNear}, nil
+		}
+	}
+	cl := claim{}
+	if c.far != nil {
+		r, next, hit, err := c.readFar(ctx, key, g, f, refresh)
+		if hit {
+			return r, err
+		}
+		cl = next
+		if cl.take {
+			var busy bool
+			cl.old, busy = c.takeLease(ctx, key)
+			if busy && c.opts.WaitForLoads > 0 {
+				// Another replica's lease came between the read and ours.
+				if r, next, hit, err := c.awaitLoad(ctx, key, g, f); hit {
+					return r, err
+				} else if next.take {
+					cl.old, _ = c.takeLease(ctx, key)
+				} else {
+					cl = next
+				}
+			}
+		}
+	}
+	if !refresh {
+		c.stats.misses.Add(1)
+	}
+	return c.load(ctx, key, loader, g, cl, f)
+}
+
+// claim says what a load may write over in Redis.
+type claim struct {
+	take bool   // the key was absent: take a lease before loading
+	old  []byte // the load's lease, or the bytes it read and replaces; nil: write nothing
+	keep bool   // leave old in place if the load yields nothing (a value kept for grace)
+}
+
+// readFar reads key from Redis for resolve. It reports hit with the answer
+// when Redis has a fresh value or "not found" (filling the near tier under
+// g); otherwise what the load may write over.
+func (c *Cache[V]) readFar(ctx context.Context, key string, g local.FillGuard, f *flight[V], refresh bool) (r Result[V], cl claim, hit bool, err error) {
+	if !c.breaker.allow() {
+		c.breaker.link.touch()
+		return r, claim{}, false, nil
+	}
+	data, ok, err := c.far.Get(ctx, key)
+	if err != nil {
+		c.farFailed(ctx, "get", key, err)
+		return r, claim{}, false, nil // the load takes no lease and writes nothing
+	}
+	c.breaker.success()
+	if ok && isLease(data) && c.opts.WaitForLoads > 0 {
+		return c.awaitLoad(ctx, key, g, f)
+	}
+	return c.farAnswer(key, data, g, f, refresh)
+}
+
+// farAnswer turns bytes read from Redis into readFar's answer.
+func (c *Cache[V]) farAnswer(key string, data []byte, g local.FillGuard, f *flight[V], refresh bool) (r Result[V], cl claim, hit bool, err error) {
+	e, hit, cl, stale := c.fromFar(key, data, g, refresh)
+	switch {
+	case !hit:
+		if stale {
+			f.stale.Store(&Result[V]{Value: e.value, Source: SourceFar})
+		}
+		return r, cl, false, nil
+	case e.absent:
+		return Result[V]{Source: SourceFar}, cl, true, ErrNotFound
+	}
+	return Result[V]{Value: e.value, Source: SourceFar}, cl, true, nil
+}
+
+// fromFar reads data, the bytes of key in Redis (nil when absent). A
+// fresh value or "not found" is a hit: it is filled in the near tier under
+// g. Anything else is to load, over the claim returned; stale says that
+// e holds a value past its TTL, kept for StaleGrace, to serve if the load
+// fails. A refresh also reloads a value in its last Refresh.Ahead of
+// FarTTL.
+func (c *Cache[V]) fromFar(key string, data []byte, g local.FillGuard, refresh bool) (e nearEntry[V], hit bool, cl claim, stale bool) {
+	switch {
+	case data == nil:
+		return e, false, claim{take: true}, false
+	case isLease(data):
+		return e, false, claim{}, false // another replica is loading: load too, write nothing
+	}
+	e, ok := c.decode(key, data)
+	if !ok {
+		return e, false, claim{old: data}, false // corrupt: reload and overwrite
+	}
+	left := time.Duration(math.MaxInt64)
+	if at, ok := codec.Expiry(data); ok {
+		left = at.Sub(c.now())
+	}
+	switch {
+	case left <= 0:
+		// A "not found" earns no grace.
+		return e, false, claim{old: data, keep: true}, !e.absent
+	case refresh && left < time.Duration(c.opts.Refresh.Ahead*float64(c.opts.FarTTL)):
+		return e, false, claim{old: data, keep: true}, false
+	}
+	c.stats.farHits.Add(1)
+	ttl := c.opts.NearTTL
+	if e.absent {
+		ttl = c.opts.NotFoundTTL
+	}
+	c.fill(g, key, e, min(c.jitter(ttl), left), len(data))
+	return e, true, claim{}, false
+}
+
+// load calls the loader and stores what it returns: in Redis over cl.old
+// (so never over a Set or Delete made meanwhile, which replaced or removed
+// it), and in the near tier under g.
+func (c *Cache[V]) load(ctx context.Context, key string, loader Loader[V], g local.FillGuard, cl claim, f *flight[V]) (Result[V], error) {
+	v, err := c.callLoader(ctx, key, loader)
+	// Redis is written with a context of its own: the load may have used
+	// up the flight's, and a lease must be given back all the same.
+	wctx := context.WithoutCancel(ctx)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		ttl := c.jitter(c.opts.NotFoundTTL)
+		tomb := codec.TombstoneExpiring(time.Unix(0, deadline(c.now().UnixNano(), ttl)))
+		c.writeOver(wctx, key, cl, tomb, ttl)
+		c.fill(g, key, nearEntry[V]{absent: true}, ttl, len(tomb))
+		return Result[V]{Source: SourceLoad}, ErrNotFound
+	case err != nil:
+		c.stats.loadErrors.Add(1)
+		c.writeOver(wctx, key, cl, nil, 0) // gives the lease back
+		if s := f.stale.Load(); s != nil {
+			return c.serveStale(*s), nil
+		}
+		return Result[V]{Source: SourceLoad}, fmt.Errorf("tier: load %q: %w", key, err)
+	}
+	farTTL := c.jitter(c.opts.FarTTL)
+	data, stored, err := c.encode(key, v, farTTL)
+	if err != nil {
+		c.stats.notCached.Add(1)
+		c.log.Debug("tier: loaded value not cached", "key", key, "err", err)
+		c.writeOver(wctx, key, cl, nil, 0)
+		return Result[V]{Value: v, Source: SourceLoad}, nil
+	}
+	c.writeOver(wctx, key, cl, data, farTTL)
+	c.fill(g, key, nearEntry[V]{value: stored}, c.nearTTL(farTTL), len(data))
+	return Result[V]{Value: stored, Source: SourceLoad}, nil
+}
+
+// nearTTL is the TTL of a near copy of a value written to Redis for
+// farTTL: the jittered NearTTL, never longer than the Redis copy.
+func (c *Cache[V]) nearTTL(farTTL time.Duration) time.Duration {
+	t := c.jitter(c.opts.NearTTL)
+	if c.far != nil {
+		t = min(t, farTTL)
+	}
+	return t
+}
+
+// fill stores e in the near tier for ttl under g: only if no change of key
+// came after g was taken (see local.Cache.Fill).
+func (c *Cache[V]) fill(g local.FillGuard, key string, e nearEntry[V], ttl time.Duration, weight int) {
+	if ttl = c.nearBound(ttl); ttl > 0 {
+		c.near.Fill(g, key, e, c.keep(&e, ttl), int64(weight))
+	}
+}
+
+// nearBound bounds ttl while invalidations may be lost (see
+// Options.Invalidation.DegradedNearTTL).
+func (c *Cache[V]) nearBound(ttl time.Duration) time.Duration {
+	if !c.degraded() {
+		return ttl
+	}
+	return min(ttl, max(c.opts.Invalidation.DegradedNearTTL, 0))
+}
+
+// keep returns how long the near tier keeps an entry fresh for ttl, and
+// records in e when it stops being fresh (with StaleGrace) and when a hit
+// refreshes it (with Refresh.Ahead).
+func (c *Cache[V]) keep(e *nearEntry[V], ttl time.Duration) time.Duration {
+	ref := c.opts.Refresh
+	if ref.StaleGrace == 0 && ref.Ahead == 0 || e.absent {
+		return ttl
+	}
+	now := c.now().UnixNano()
+	if ref.Ahead > 0 {
+		e.refreshAt = deadline(now, ttl-time.Duration(ref.Ahead*float64(ttl)))
+	}
+	if ref.StaleGrace == 0 {
+		return ttl
+	}
+	e.staleAt = deadline(now, ttl)
+	return addSat(ttl, ref.StaleGrace)
+}
+
+// farKeep is how long Redis keeps data, fresh for ttl (which its header
+// records): with StaleGrace, that much longer. A cached "not found" earns
+// no grace: it lives NotFoundTTL, so that a key the source has since made
+// is loaded.
+func (c *Cache[V]) farKeep(ttl time.Duration, data []byte) time.Duration {
+	if codec.IsTombstone(data) {
+		return ttl
+	}
+	return addSat(ttl, c.opts.Refresh.StaleGrace)
+}
+
+// decode turns bytes read from Redis into a near entry. Bytes that do not
+// decode are counted, and ok is false: the caller reloads and overwrites
+// them.
+func (c *Cache[V]) decode(key string, data []byte) (e nearEntry[V], ok bool) {
+	if codec.IsTombstone(data) {
+		return nearEntry[V]{absent: true}, true
+	}
+	if err := c.format.Decode(data, &e.value); err != nil {
+		c.stats.corrupt.Add(1)
+		c.log.Debug("tier: corrupt value in Redis; reloading", "key", key, "err", err)
+		return nearEntry[V]{}, false
+	}
+	return e, true
+}
+
+// encode returns the bytes stored in Redis for v, fresh for ttl, and the
+// value to keep near and return: with Redis, the value every replica
+// decodes from those bytes, so that replicas agree. Without Redis and
+// NearMaxBytes, nothing is encoded.
+func (c *Cache[V]) encode(key string, v V, ttl time.Duration) ([]byte, V, error) {
+	if c.format == nil {
+		return nil, v, nil
+	}
+	data, err := c.format.EncodeExpiring(v, time.Unix(0, deadline(c.now().UnixNano(), ttl)))
+	if err != nil {
+		return nil, v, fmt.Errorf("tier: encode %q: %w", key, err)
+	}
+	if len(data) > c.opts.Values.MaxBytes {
+		return nil, v, fmt.Errorf("%w: %q encodes to %d bytes, over Values.MaxBytes (%d)", ErrValueTooLarge, key, len(data), c.opts.Values.MaxBytes)
+	}
+	if c.far == nil {
+		return data, v, nil
+	}
+	var stored V
+	if err := c.format.Decode(data, &stored); err != nil {
+		return nil, v, fmt.Errorf("tier: %q does not decode from its own encoding: %w", key, err)
+	}
+	return data, stored, nil
+}
