@@ -12,8 +12,17 @@
 //	DELETE /v/{key}   delete the value
 //	POST   /invalidate/{key}  drop the key's near copies in every replica
 //	GET    /stats     the cache's counters as JSON
-//	GET    /ready     200 once the replica serves from its near tier (its
-//	                  invalidation subscription is confirmed), else 503
+//	GET    /ready     200 while the replica serves, degraded or not, with
+//	                  the cache's state in the body ("ready: ok", or
+//	                  "ready: degraded: ..."); ?wait=10s first waits up to
+//	                  that long for the invalidation subscription
+//	GET    /health    the cache's state (tier.Health) as JSON
+//
+// A degraded replica is ready: while Redis is down or its subscription is
+// lost it still serves every read, from its near tier and the loader,
+// keeping values near only briefly; only writes fail. Taking it out of
+// its load balancer would turn a Redis outage into an outage of every
+// replica at once. Alert on /health (or the log) instead.
 //
 // The loader makes a value from the key and a counter of this process's
 // loads ("load 3 of user:1 by 127.0.0.1:8081"), so every load can be told
@@ -79,7 +88,8 @@ func run(ctx context.Context, listen, redisAddr, namespace, source string) error
 	cache, err := tier.New[string](tier.Options{
 		Redis:     client,
 		Namespace: namespace,
-		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		// One line when Redis or the subscription goes down, one when back.
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),
 	})
 	if err != nil {
 		return err
@@ -99,6 +109,23 @@ func run(ctx context.Context, listen, redisAddr, namespace, source string) error
 		loader = sourceLoader(source)
 	}
 
+	srv := &http.Server{Handler: newHandler(cache, loader), ReadHeaderTimeout: 5 * time.Second}
+	// Tests and scripts read this line to know the replica is ready.
+	fmt.Printf("listening on %s (redis %s, namespace %s)\n", self, redisAddr, namespace)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(shutdown)
+}
+
+// newHandler returns the service's endpoints, serving cache with loader.
+func newHandler(cache *tier.Cache[string], loader tier.Loader[string]) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v/{key}", func(w http.ResponseWriter, r *http.Request) {
 		res, err := cache.Fetch(r.Context(), r.PathValue("key"), loader)
@@ -128,21 +155,21 @@ func run(ctx context.Context, listen, redisAddr, namespace, source string) error
 			return
 		}
 		if err := cache.Set(r.Context(), r.PathValue("key"), string(body)); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
+			http.Error(w, err.Error(), writeStatus(err))
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("DELETE /v/{key}", func(w http.ResponseWriter, r *http.Request) {
 		if err := cache.Delete(r.Context(), r.PathValue("key")); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
+			http.Error(w, err.Error(), writeStatus(err))
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("POST /invalidate/{key}", func(w http.ResponseWriter, r *http.Request) {
 		if err := cache.Invalidate(r.Context(), r.PathValue("key")); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
+			http.Error(w, err.Error(), writeStatus(err))
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -152,29 +179,67 @@ func run(ctx context.Context, listen, redisAddr, namespace, source string) error
 		json.NewEncoder(w).Encode(cache.Stats())
 	})
 
+	// Ready while the cache serves, degraded or not: see the command's
+	// documentation. ?wait=DURATION first waits, up to a minute, until the
+	// invalidation subscription is confirmed, for scripts and tests that
+	// want to start on a cache that is fully up.
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
-		defer cancel()
-		if err := cache.WaitReady(ctx); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
+		if wait := r.URL.Query().Get("wait"); wait != "" {
+			d, err := time.ParseDuration(wait)
+			if err != nil {
+				http.Error(w, "wait: "+err.Error(), http.StatusBadRequest)
+				return
+			}
+			ctx, cancel := context.WithTimeout(r.Context(), min(d, time.Minute))
+			err = cache.WaitReady(ctx)
+			cancel()
+			if errors.Is(err, tier.ErrClosed) {
+				http.Error(w, "shutting down", http.StatusServiceUnavailable)
+				return
+			}
 		}
-		io.WriteString(w, "ready\n")
+		fmt.Fprintf(w, "ready: %s\n", cache.Health())
 	})
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(healthJSON(cache.Health()))
+	})
+	return mux
+}
 
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	// Tests and scripts read this line to know the replica is ready.
-	fmt.Printf("listening on %s (redis %s, namespace %s)\n", self, redisAddr, namespace)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
+// writeStatus is the HTTP status of a failed write: 503 while Redis is
+// unavailable (the client may retry, perhaps on another replica), else 500.
+func writeStatus(err error) int {
+	if errors.Is(err, tier.ErrUnavailable) {
+		return http.StatusServiceUnavailable
 	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return srv.Shutdown(shutdown)
+	return http.StatusInternalServerError
+}
+
+// linkJSON is a tier.Status as JSON, its error as text.
+type linkJSON struct {
+	State tier.State `json:"state"`
+	Since time.Time  `json:"since"`
+	Error string     `json:"error,omitempty"`
+}
+
+// healthJSON returns h as JSON: {"status": "ok" or "degraded: ...",
+// "degraded": ..., "redis": {...}, "subscription": {...}, "near_ttl": "1m0s"}.
+func healthJSON(h tier.Health) any {
+	link := func(s tier.Status) linkJSON {
+		l := linkJSON{State: s.State, Since: s.Since}
+		if s.Err != nil {
+			l.Error = s.Err.Error()
+		}
+		return l
+	}
+	return struct {
+		Status       string   `json:"status"`
+		Degraded     bool     `json:"degraded"`
+		Redis        linkJSON `json:"redis"`
+		Subscription linkJSON `json:"subscription"`
+		NearTTL      string   `json:"near_ttl"`
+	}{h.String(), h.Degraded, link(h.Redis), link(h.Subscription), h.NearTTL.String()}
 }
 
 // sourceLoader loads a key from a source of truth over HTTP: GET

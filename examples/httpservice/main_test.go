@@ -108,8 +108,8 @@ func TestTwoReplicasOnRealRedis(t *testing.T) {
 	a := startReplica(t, bin, srv.Addr())
 	b := startReplica(t, bin, srv.Addr())
 	for _, r := range []*replica{a, b} {
-		if st, body := r.get("/ready"); st != http.StatusOK {
-			t.Fatalf("GET /ready: %d %s", st, body)
+		if st, body := r.get("/ready?wait=20s"); st != http.StatusOK || body != "ready: ok\n" {
+			t.Fatalf("GET /ready?wait=20s: %d %q, want 200 \"ready: ok\"", st, body)
 		}
 	}
 

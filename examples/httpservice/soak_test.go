@@ -116,18 +116,11 @@ func TestSoakThreeProcesses(t *testing.T) {
 		h := &httpReplica{base: p.base, client: client}
 		reps, https = append(reps, h), append(https, h)
 	}
-	// Each service uses its near tier once its subscription is confirmed.
+	// Each service starts fully up: its subscription confirmed.
 	for _, h := range https {
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			h.Get(context.Background(), "warm")
-			if _, _, s, _ := h.Get(context.Background(), "warm"); s == "near" {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s never served from its near tier", h.base)
-			}
-			time.Sleep(10 * time.Millisecond)
+		status, body, _, err := h.do(context.Background(), http.MethodGet, "/ready?wait=20s", "")
+		if err != nil || status != http.StatusOK || body != "ready: ok\n" {
+			t.Fatalf("%s: GET /ready?wait=20s: %d %q %v, want 200 \"ready: ok\"", h.base, status, body, err)
 		}
 	}
 

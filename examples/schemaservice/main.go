@@ -1,6 +1,6 @@
 // Command schemaservice is the seed's SchemaService in Go: two replicas of a
 // service read table schemas through tier, in front of a slow schema store,
-// and share one Redis.
+// and share one Redis. A change made on one replica reaches the other.
 //
 //	go run ./examples/schemaservice                  # embedded Redis (miniredis)
 //	go run ./examples/schemaservice -redis 127.0.0.1:6379
@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -37,8 +38,19 @@ type Schema struct {
 type schemaStore struct {
 	delay time.Duration
 	loads atomic.Int64
+
+	mu      sync.Mutex
+	schemas map[string]Schema
 }
 
+func newSchemaStore(delay time.Duration) *schemaStore {
+	return &schemaStore{delay: delay, schemas: map[string]Schema{
+		"users":  {Table: "users", Columns: []string{"id", "name"}, Version: 1},
+		"orders": {Table: "orders", Columns: []string{"id", "user_id", "total"}, Version: 1},
+	}}
+}
+
+// Load reads a schema, slowly; it is the cache's loader.
 func (s *schemaStore) Load(ctx context.Context, table string) (Schema, error) {
 	s.loads.Add(1)
 	select {
@@ -46,22 +58,43 @@ func (s *schemaStore) Load(ctx context.Context, table string) (Schema, error) {
 	case <-ctx.Done():
 		return Schema{}, ctx.Err()
 	}
-	if table == "missing" {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sc, ok := s.schemas[table]
+	if !ok {
 		return Schema{}, tier.ErrNotFound
 	}
-	return Schema{Table: table, Columns: []string{"id", "name", "created_at"}, Version: 1}, nil
+	return sc, nil
 }
 
-// SchemaService is one replica: the seed's read-through service.
+// addColumn changes a schema in the store and returns the new one.
+func (s *schemaStore) addColumn(table, column string) Schema {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sc := s.schemas[table]
+	sc.Columns = append(sc.Columns[:len(sc.Columns):len(sc.Columns)], column)
+	sc.Version++
+	s.schemas[table] = sc
+	return sc
+}
+
+// SchemaService is one replica of the service.
 type SchemaService struct {
 	name  string
 	cache *tier.Cache[Schema]
 	store *schemaStore
 }
 
-// Get returns the schema of table through the cache.
+// Get returns the schema of table through the cache, and where it came from.
 func (s *SchemaService) Get(ctx context.Context, table string) (tier.Result[Schema], error) {
 	return s.cache.Fetch(ctx, table, s.store)
+}
+
+// AddColumn changes the schema in the store, then in the cache: in Redis,
+// and, by one message, in every other replica's near tier.
+func (s *SchemaService) AddColumn(ctx context.Context, table, column string) (Schema, error) {
+	sc := s.store.addColumn(table, column)
+	return sc, s.cache.Set(ctx, table, sc)
 }
 
 func main() {
@@ -85,11 +118,11 @@ func run(w io.Writer, addr string, delay time.Duration) error {
 	} else {
 		fmt.Fprintf(w, "Redis: %s\n", addr)
 	}
-	store := &schemaStore{delay: delay}
+	store := newSchemaStore(delay)
 	ctx := context.Background()
 
-	// Start from an empty namespace so that every run tells the same story:
-	// before the replicas exist, so that no replica is still hearing of
+	// Start from an empty namespace, so that every run tells the same
+	// story, before the replicas exist, so that none is still hearing of
 	// the deletion when the story begins.
 	cleaner := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
 	defer cleaner.Close()
@@ -98,11 +131,21 @@ func run(w io.Writer, addr string, delay time.Duration) error {
 	}
 
 	// Two replicas, each with its own Redis client, as two processes would be.
+	var lag atomic.Int64 // of the last message replica-B heard
 	replicas := make([]*SchemaService, 2)
 	for i := range replicas {
 		client := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
 		defer client.Close()
-		cache, err := tier.New[Schema](tier.Options{Redis: client, Namespace: "schemas", NearCapacity: 1000})
+		cache, err := tier.New[Schema](tier.Options{
+			Redis:     client,
+			Namespace: "schemas",
+			// A replica that misses a key another is loading waits for
+			// that load instead of loading too.
+			WaitForLoads: 5 * time.Second,
+			Invalidation: tier.InvalidationOptions{
+				OnPropagation: func(d time.Duration) { lag.Store(int64(d)) },
+			},
+		})
 		if err != nil {
 			return err
 		}
@@ -118,21 +161,49 @@ func run(w io.Writer, addr string, delay time.Duration) error {
 		replicas[i] = &SchemaService{name: fmt.Sprintf("replica-%c", 'A'+i), cache: cache, store: store}
 	}
 	a, b := replicas[0], replicas[1]
-
-	fmt.Fprintln(w, "\n1. Read-through: miss, load, store in both tiers")
-	for _, step := range []struct {
-		svc   *SchemaService
-		table string
-	}{{a, "users"}, {a, "users"}, {b, "users"}, {b, "users"}} {
+	get := func(svc *SchemaService, table string) (tier.Result[Schema], error) {
 		start := time.Now()
-		r, err := step.svc.Get(ctx, step.table)
+		r, err := svc.Get(ctx, table)
+		if err == nil {
+			fmt.Fprintf(w, "   %s Get %s: version %d from %-4s in %v\n", svc.name, table, r.Value.Version, r.Source, time.Since(start).Round(time.Microsecond))
+		}
+		return r, err
+	}
+
+	fmt.Fprintln(w, "\n1. Read-through: a miss loads from the store and fills both tiers")
+	for _, svc := range []*SchemaService{a, a, b, b} {
+		if _, err := get(svc, "users"); err != nil {
+			return err
+		}
+	}
+
+	fmt.Fprintln(w, "\n2. A change on one replica reaches the other")
+	sc, err := a.AddColumn(ctx, "users", "email")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "   %s Set users v%d (column %q added)\n", a.name, sc.Version, "email")
+	// B serves its near copy, version 1, until A's message reaches it and
+	// drops that copy; its next read then goes to Redis, which A's Set
+	// updated: the first version 2 it serves is from far.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, err := b.Get(ctx, "users")
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "   %s Get(%q): %d columns from %-4s in %v\n", step.svc.name, step.table, len(r.Value.Columns), r.Source, time.Since(start).Round(time.Microsecond))
+		if r.Value.Version == sc.Version {
+			fmt.Fprintf(w, "   %s Get users: version %d from %s\n", b.name, r.Value.Version, r.Source)
+			break
+		}
+		if time.Now().After(deadline) {
+			return errors.New("replica-B still serves version 1 10s after the change")
+		}
+		time.Sleep(100 * time.Microsecond)
 	}
+	fmt.Fprintf(w, "   (A's message reached B %v after the Set began)\n", time.Duration(lag.Load()).Round(time.Microsecond))
 
-	fmt.Fprintln(w, "\n2. Stampede: 100 goroutines on each replica ask for one cold key")
+	fmt.Fprintln(w, "\n3. Stampede: 100 goroutines on each replica ask for one cold key")
 	before := store.loads.Load()
 	var wg sync.WaitGroup
 	for _, svc := range replicas {
@@ -145,15 +216,15 @@ func run(w io.Writer, addr string, delay time.Duration) error {
 		}
 	}
 	wg.Wait()
-	fmt.Fprintf(w, "   200 callers, %d load(s) of the store (one per replica at most)\n", store.loads.Load()-before)
+	fmt.Fprintf(w, "   200 callers, %d load(s) of the store (one flight a replica; the later waits for the other's load)\n", store.loads.Load()-before)
 
-	fmt.Fprintln(w, "\n3. Not found is cached too")
+	fmt.Fprintln(w, "\n4. Not found is cached too")
 	for range 2 {
 		r, err := a.Get(ctx, "missing")
-		fmt.Fprintf(w, "   %s Get(\"missing\"): %v from %s\n", a.name, err, r.Source)
+		fmt.Fprintf(w, "   %s Get missing: %v from %s\n", a.name, err, r.Source)
 	}
 
-	fmt.Fprintln(w, "\n4. What each path costs")
+	fmt.Fprintln(w, "\n5. What each path costs")
 	const nearReads = 100_000
 	start := time.Now()
 	for range nearReads {
@@ -174,11 +245,11 @@ func run(w io.Writer, addr string, delay time.Duration) error {
 	farCost := time.Since(start) / farReads
 	fmt.Fprintf(w, "   near hit: %v   Redis hit: %v   store load: %v\n", nearCost, farCost.Round(time.Microsecond), delay)
 
-	fmt.Fprintln(w, "\n5. Stats")
+	fmt.Fprintln(w, "\n6. Stats")
 	for _, svc := range replicas {
 		st := svc.cache.Stats()
-		fmt.Fprintf(w, "   %s: near hits %d, far hits %d, misses %d, loads %d, far errors %d\n",
-			svc.name, st.NearHits, st.FarHits, st.Misses, st.Loads, st.FarErrors)
+		fmt.Fprintf(w, "   %s: near hits %d, far hits %d, misses %d, loads %d, load waits %d, invalidations %d, far errors %d\n",
+			svc.name, st.NearHits, st.FarHits, st.Misses, st.Loads, st.LoadWaits, st.Invalidations, st.FarErrors)
 	}
 	fmt.Fprintf(w, "   store loads in all: %d\n", store.loads.Load())
 	return nil
