@@ -9,12 +9,18 @@
 //     counter (tier_near_hits_total and so on; README.md lists them), with
 //     the label cache="<name>".
 //   - [LagHistogram] records, through its Observe method passed as
-//     tier.Options.OnPropagation, how long each message from another
-//     replica took to arrive, as tier_propagation_lag_seconds.
+//     tier.Options.Invalidation.OnPropagation, how long each message from
+//     another replica took to arrive, as tier_propagation_lag_seconds.
 //
 // Register both with the registry the service exposes:
 //
-//	reg.MustRegister(prom.NewCollector("users", users.Stats))
+//	lag := prom.NewLagHistogram("users")
+//	users, err := tier.New[User](tier.Options{
+//		Redis:        client,
+//		Invalidation: tier.InvalidationOptions{OnPropagation: lag.Observe},
+//	})
+//	// ...
+//	reg.MustRegister(prom.NewCollector("users", users.Stats), lag)
 //
 // Several caches share one registry when their names differ.
 package prom

@@ -24,7 +24,7 @@ func Example() {
 	lag := prom.NewLagHistogram("users")
 	users, err := tier.New[string](tier.Options{
 		// Redis: client,
-		OnPropagation: lag.Observe,
+		Invalidation: tier.InvalidationOptions{OnPropagation: lag.Observe},
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -19,7 +19,7 @@ var LagBuckets = []float64{
 // cache's invalidations: how long each message from another replica took
 // from its Set, Delete or Invalidate to this replica, as the histogram
 // tier_propagation_lag_seconds. Pass its Observe method as
-// tier.Options.OnPropagation.
+// tier.Options.Invalidation.OnPropagation.
 type LagHistogram struct {
 	h prometheus.Histogram
 }
