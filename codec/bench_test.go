@@ -35,16 +35,6 @@ func BenchmarkEncode(b *testing.B) {
 			}
 		})
 	}
-	// The typed Encoder that tier uses.
-	b.Run("msgpack-Encoder", func(b *testing.B) {
-		e := NewEncoder[benchUser](mustNew(b, Options{}))
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := e.Encode(benchValue); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
 	// The cost of msgpack alone, to compare with.
 	b.Run("msgpack.Marshal", func(b *testing.B) {
 		b.ReportAllocs()
@@ -73,22 +63,6 @@ func BenchmarkDecode(b *testing.B) {
 			}
 		})
 	}
-	// The typed Decoder that tier uses: no type lookup, no zero check, and
-	// the value on the stack.
-	b.Run("msgpack-Decoder", func(b *testing.B) {
-		f := mustNew(b, Options{})
-		data, err := f.Encode(benchValue)
-		if err != nil {
-			b.Fatal(err)
-		}
-		d := NewDecoder[benchUser](f)
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := d.Decode(data); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
 	b.Run("msgpack.Unmarshal", func(b *testing.B) {
 		data, err := msgpack.Marshal(benchValue)
 		if err != nil {

@@ -875,6 +875,8 @@ func identical(a, b any) bool {
 	return sameValue(reflect.ValueOf(a), reflect.ValueOf(b), func(x, y time.Time) bool { return x == y })
 }
 
+var timeType = reflect.TypeFor[time.Time]()
+
 func sameValue(a, b reflect.Value, sameTime func(x, y time.Time) bool) bool {
 	if !a.IsValid() || !b.IsValid() {
 		return a.IsValid() == b.IsValid()

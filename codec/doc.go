@@ -61,28 +61,4 @@
 // knows it. The encodings of the built-in codecs are fixed for their IDs;
 // see [Msgpack] and [JSON] for how each treats integers, times, nil and
 // struct fields.
-//
-// # Encoding and decoding speed
-//
-// msgpack/v5 encodes and decodes by reflection, through an io.Writer or
-// io.Reader, looking each type up in global maps. For values written with
-// [Msgpack], an [Encoder] and a [Decoder] (and [Format.Decode]) instead use
-// an encoder and a decoder compiled once per type whenever msgpack/v5 would
-// handle that type by reflection alone: bool, integers, floats, strings,
-// byte slices, slices, maps with string or integer keys, pointers,
-// time.Time and structs of such exported fields. The encoder writes
-// msgpack/v5's bytes (maps in Go's iteration order, as msgpack/v5 does)
-// straight into the output; the decoder reads the payload in place into a
-// zero value, and the strings of a payload of at most 512 bytes share one
-// copy of it. Either gives way to msgpack/v5 on anything else: a type with
-// encoding or decoding methods, embedded fields, a _msgpack field, intern
-// or alias tags, an omitempty field whose type has an IsZero method (other
-// than time.Time), and, when decoding, an array-encoded struct, a repeated
-// field name, bytes of the wrong kind, or a time.Time target itself (which
-// msgpack/v5 also reads from older forms). So results and errors are
-// msgpack/v5's either way, which the fuzz targets FuzzFastDecoder and
-// FuzzFastEncoder check. One thing cannot be detected: a type given its own
-// encoder or decoder through msgpack.Register. Give such a type
-// msgpack.CustomEncoder and msgpack.CustomDecoder methods instead, which
-// are detected.
 package codec

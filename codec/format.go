@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/klauspost/compress/s2"
 )
@@ -83,7 +82,6 @@ type Format struct {
 	compressAbove int
 	maxSize       int
 	decoders      [256]Codec // by codec ID; nil where unknown
-	fast          fastPlans  // compiled Msgpack decoders, by target type
 }
 
 // New returns a Format configured by opts, or an error starting with
@@ -270,47 +268,6 @@ func (f *Format) seal(buf []byte, hdrLen int, owned bool) ([]byte, int) {
 	return out, 0
 }
 
-// An Encoder writes values of one type V as a [Format] does: it is
-// Format.Encode of a V, with the type's work done once and, when the
-// Format writes with [Msgpack] and msgpack/v5 would encode V by reflection
-// alone, through an encoder compiled for V that writes msgpack/v5's bytes
-// straight into the output (see "Encoding and decoding speed" in the
-// package documentation). It is safe for concurrent use.
-type Encoder[V any] struct {
-	f    *Format
-	fast *encNode // nil: Format.Encode's path
-}
-
-// NewEncoder returns an Encoder of values of type V for f.
-func NewEncoder[V any](f *Format) *Encoder[V] {
-	e := &Encoder[V]{f: f}
-	if f.id == msgpackID {
-		e.fast = compileEncoder(reflect.TypeFor[V]())
-	}
-	return e
-}
-
-// Encode is [Format.Encode] of v.
-func (e *Encoder[V]) Encode(v V) ([]byte, error) { return e.EncodeExpiring(v, time.Time{}) }
-
-// EncodeExpiring is [Format.EncodeExpiring] of v.
-func (e *Encoder[V]) EncodeExpiring(v V, expires time.Time) ([]byte, error) {
-	if e.fast == nil {
-		return e.f.EncodeExpiring(v, expires)
-	}
-	var h [headerLen + expiryLen]byte
-	hdr := header(h[:0], msgpackID, expires)
-	scratch := scratchPool.Get().(*[]byte)
-	buf := encodeFast(e.fast, append((*scratch)[:0], hdr...), unsafe.Pointer(&v))
-	*scratch = buf
-	out, n := e.f.seal(buf, len(hdr), false)
-	putScratch(scratch)
-	if n > 0 {
-		return nil, e.f.tooLarge(v, n)
-	}
-	return out, nil
-}
-
 func putScratch(b *[]byte) {
 	if cap(*b) <= maxPooled {
 		scratchPool.Put(b)
@@ -335,9 +292,6 @@ func (f *Format) Decode(data []byte, v any) error {
 	c, payload, err := f.payload(data)
 	if err != nil {
 		return err
-	}
-	if c.ID() == msgpackID && f.fast.decode(payload, v) {
-		return nil
 	}
 	return unmarshal(c, payload, v)
 }
@@ -395,41 +349,6 @@ func (f *Format) payload(data []byte) (Codec, []byte, error) {
 		return nil, nil, corrupt(fmt.Sprintf("unknown compression ID %d", flags&flagCompression))
 	}
 	return c, payload, nil
-}
-
-// A Decoder decodes the values of one type V that a [Format] reads: it is
-// Format.Decode into a new V, with the type's work done once and, for a
-// value written by [Msgpack] of a type the compiled decoder takes (see
-// "Encoding and decoding speed" in the package documentation), the V on
-// the stack. It is safe for concurrent use.
-type Decoder[V any] struct {
-	f    *Format
-	fast *fastNode // nil: V is msgpack/v5's alone
-}
-
-// NewDecoder returns a Decoder of values of type V for f.
-func NewDecoder[V any](f *Format) *Decoder[V] {
-	return &Decoder[V]{f: f, fast: compileTop(reflect.TypeFor[V]())}
-}
-
-// Decode returns the value in data: what [Format.Decode] leaves in a zero
-// V, with the same errors.
-func (d *Decoder[V]) Decode(data []byte) (V, error) {
-	c, payload, err := d.f.payload(data)
-	if err != nil {
-		var zero V
-		return zero, err
-	}
-	if d.fast != nil && c.ID() == msgpackID {
-		// v stays on the stack: decodeFast keeps no pointer to it.
-		var v V
-		if decodeFast(d.fast, payload, unsafe.Pointer(&v)) {
-			return v, nil
-		}
-	}
-	var v V // escapes, through unmarshal's interface
-	err = unmarshal(c, payload, &v)
-	return v, err
 }
 
 // unmarshal calls c.Unmarshal and turns its error or panic into an error
