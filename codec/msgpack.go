@@ -1,10 +1,10 @@
 package codec
 
 import (
-	"encoding/binary"
+	"bytes"
 	"errors"
 	"fmt"
-	"io"
+	"slices"
 	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -32,24 +32,21 @@ import (
 //   - A nil slice, map or pointer is written as nil and decodes as nil; an
 //     empty []byte decodes as an empty, non-nil []byte.
 //
-// Unmarshal first checks that data holds exactly one well-formed value,
-// nested at most 10000 levels deep, whose every length fits in data. So a
-// hostile length prefix cannot make it allocate more than data could hold
-// (memory stays proportional to len(data) times the size of the target's
-// element types), and deep nesting cannot overflow the stack. Because
-// msgpack/v5 reads a map header out of an extension's body where it wants a
-// map and finds an extension, which would escape those checks, Unmarshal
-// also refuses, as corrupt:
+// Types with their own msgpack methods, or registered with msgpack.Register
+// or msgpack.RegisterExt, are encoded and decoded by those.
 //
-//   - an extension value with an empty body;
-//   - a read of a value from the start of an extension's body: the
-//     bodies of timestamps and of msgpack.RegisterExt types are read whole
-//     and are fine, but an extension decoder registered with
-//     msgpack.RegisterExtDecoder must read its body with
-//     msgpack.Decoder.ReadFull rather than decode values from it;
-//   - references to interned strings number 128 to 143, 192, 222 and 223
-//     (written for fields with the intern tag option), which look like
-//     such a read: a value can safely intern up to 128 distinct strings.
+// Unmarshal first checks that data holds exactly one well-formed value,
+// nested at most 10000 levels deep, whose every length fits in data, because
+// msgpack/v5 allocates what a length prefix announces and recurses without
+// limit. So hostile bytes make it allocate in proportion to len(data) (times
+// the size of the target's element types), never to a length they claim,
+// and cannot overflow the stack. For the same reason it refuses an
+// extension with an empty body and any read of a value from the start of an
+// extension's body, which msgpack/v5 does where it wants a map and finds an
+// extension. Timestamps and msgpack.RegisterExt types read their bodies
+// whole and are not affected; an extension decoder of your own must read
+// its body with msgpack.Decoder.ReadFull; and a value can intern (the
+// intern tag option) up to 128 distinct strings.
 //
 // The zero value is ready to use.
 type Msgpack struct{}
@@ -61,22 +58,14 @@ func (Msgpack) ID() uint8 { return msgpackID }
 func (Msgpack) Name() string { return "msgpack" }
 
 // Marshal returns the MessagePack encoding of v.
-func (m Msgpack) Marshal(v any) ([]byte, error) {
-	b, err := m.appendMarshal(nil, v)
-	if err != nil {
-		return nil, err
-	}
-	return b, nil
-}
+func (m Msgpack) Marshal(v any) ([]byte, error) { return m.appendMarshal(nil, v) }
 
 // Unmarshal decodes the MessagePack value in data into v, which must be a
 // non-nil pointer. Bytes after the value are an error.
 func (Msgpack) Unmarshal(data []byte, v any) (err error) {
-	md := msgpackDecoders.Get().(*msgpackDecoder)
-	md.r.ext, err = checkMsgpack(data, md.r.ext[:0])
-	if err != nil {
-		md.r.reset(nil)
-		msgpackDecoders.Put(md)
+	d := msgpackDecoders.Get().(*msgpackDecoder)
+	if d.r.ext, err = checkMsgpack(data, d.r.ext[:0]); err != nil {
+		msgpackDecoders.Put(d)
 		return err
 	}
 	defer func() {
@@ -84,50 +73,42 @@ func (Msgpack) Unmarshal(data []byte, v any) (err error) {
 			err = fmt.Errorf("msgpack: panic while decoding %T: %v", v, r)
 		}
 	}()
-	md.r.reset(data)
-	md.dec.Reset(&md.r)
-	md.dec.SetCustomStructTag("json")
-	err = md.dec.Decode(v)
-	md.r.reset(nil)
-	md.dec.ResetReader(nil)
+	d.r.Reset(data)
+	d.dec.Reset(&d.r) // forgets what the last value's own methods set
+	d.dec.SetCustomStructTag("json")
+	err = d.dec.Decode(v)
+	d.r.Reset(nil)
 	if err == nil {
-		// A decoder that failed may hold state that Reset does not clear
-		// (such as a half-recorded raw message); let it go.
-		msgpackDecoders.Put(md)
+		// A decoder that failed may hold state that Reset does not
+		// clear, such as a half-recorded raw message; let it go.
+		msgpackDecoders.Put(d)
 	}
 	return err
 }
 
-// msgpackEncoder is a pooled appendWriter with a msgpack.Encoder bound to it.
 type msgpackEncoder struct {
 	w   appendWriter
 	enc *msgpack.Encoder
 }
 
 var msgpackEncoders = sync.Pool{New: func() any {
-	me := new(msgpackEncoder)
-	me.enc = msgpack.NewEncoder(&me.w)
-	me.enc.SetCustomStructTag("json")
-	return me
+	e := new(msgpackEncoder)
+	e.enc = msgpack.NewEncoder(nil)
+	return e
 }}
 
 func (Msgpack) appendMarshal(dst []byte, v any) ([]byte, error) {
-	me := msgpackEncoders.Get().(*msgpackEncoder)
-	me.w.b = dst
-	// Forget the interned strings of the previous value (ResetWriter keeps
-	// the struct tag setting).
-	me.enc.ResetWriter(&me.w)
-	err := me.enc.Encode(v)
-	out := me.w.b
-	me.w.b = nil
-	msgpackEncoders.Put(me)
-	if err != nil {
-		return dst, err
-	}
-	return out, nil
+	e := msgpackEncoders.Get().(*msgpackEncoder)
+	e.w.b = dst
+	e.enc.Reset(&e.w) // forgets interned strings and what v's methods set
+	e.enc.SetCustomStructTag("json")
+	err := e.enc.Encode(v)
+	out := e.w.b
+	e.w.b = nil
+	msgpackEncoders.Put(e)
+	return out, err
 }
 
-// msgpackDecoder is a pooled msgpack.Decoder with the reader it reads from.
 type msgpackDecoder struct {
 	r   guardedReader
 	dec *msgpack.Decoder
@@ -137,115 +118,61 @@ var msgpackDecoders = sync.Pool{New: func() any {
 	return &msgpackDecoder{dec: msgpack.NewDecoder(nil)}
 }}
 
-// errMapInExt is what guardedReader returns when msgpack reads a value out
-// of an extension's body.
-var errMapInExt = errors.New("msgpack: a value inside an extension's body is not supported")
+var errValueInExt = errors.New("msgpack: a value inside an extension's body is not supported")
 
-// guardedReader is the io.Reader and io.ByteScanner over data that
-// Msgpack.Unmarshal gives the msgpack decoder. It keeps the decoder's parse
-// of data the same as checkMsgpack's.
-//
-// They differ in one place: where msgpack/v5 wants a map and finds an
-// extension, it skips the extension's header and reads a map header from
-// its body, and then the map's items from the bytes that follow, past the
-// end of the body: bytes that checkMsgpack had parsed as something else, so
-// its length and depth checks say nothing about them. When decoding
-// extensions for what they are (timestamps, msgpack.RegisterExt types),
-// msgpack reads their bodies with Read; only the map-header detour reads the
-// first byte of a body with ReadByte. So guardedReader fails that ReadByte.
-// (The one other such ReadByte, of the index of an interned string in a
-// fixext 1, is let through: checkExt leaves those bodies out of ext after
-// refusing the indexes that the detour could use.)
+// guardedReader is the reader msgpack/v5 decodes from. msgpack/v5 reads a
+// value's type byte with ReadByte and an extension's body with Read, so a
+// ReadByte at the start of a body (at an offset in ext, ascending) is a
+// value read from inside the body, where checkMsgpack's checks do not hold.
 type guardedReader struct {
-	data []byte
-	pos  int
-	ext  []int // offsets of extension bodies, ascending
-	next int   // index in ext of the first offset >= pos
-}
-
-func (r *guardedReader) reset(data []byte) {
-	r.data, r.pos, r.next = data, 0, 0
-	if data == nil {
-		r.ext = r.ext[:0]
-		if cap(r.ext) > 1<<12 {
-			r.ext = nil // do not keep a large one in the pool
-		}
-	}
-}
-
-func (r *guardedReader) Read(p []byte) (int, error) {
-	if r.pos >= len(r.data) {
-		if len(p) == 0 {
-			return 0, nil
-		}
-		return 0, io.EOF
-	}
-	n := copy(p, r.data[r.pos:])
-	r.pos += n
-	for r.next < len(r.ext) && r.ext[r.next] < r.pos {
-		r.next++
-	}
-	return n, nil
+	bytes.Reader
+	ext []int
 }
 
 func (r *guardedReader) ReadByte() (byte, error) {
-	if r.pos >= len(r.data) {
-		return 0, io.EOF
+	if len(r.ext) > 0 {
+		if _, found := slices.BinarySearch(r.ext, int(r.Size())-r.Len()); found {
+			return 0, errValueInExt
+		}
 	}
-	if r.next < len(r.ext) && r.ext[r.next] == r.pos {
-		return 0, errMapInExt
-	}
-	c := r.data[r.pos]
-	r.pos++
-	if r.next < len(r.ext) && r.ext[r.next] < r.pos {
-		r.next++
-	}
-	return c, nil
-}
-
-func (r *guardedReader) UnreadByte() error {
-	if r.pos == 0 {
-		return errors.New("msgpack: UnreadByte at the start of the data")
-	}
-	r.pos--
-	if r.next > 0 && r.ext[r.next-1] >= r.pos {
-		r.next--
-	}
-	return nil
+	return r.Reader.ReadByte()
 }
 
 // maxMsgpackDepth is how deeply arrays and maps may nest in a value that
 // Msgpack.Unmarshal accepts (encoding/json has the same limit).
 const maxMsgpackDepth = 10000
 
-var errMsgpackEmpty = errors.New("msgpack: empty data")
-
-// internedStringExt is the extension type msgpack/v5 writes for a repeated
-// string of a field with the intern tag option; its body is the index of
-// the string.
-const internedStringExt = 0x80 // int8(-128)
+// msgpackFixedLen is the length of the value after the type byte for the
+// type bytes 0xca (float 32) to 0xd3 (int 64).
+var msgpackFixedLen = [...]uint64{4, 8, 1, 2, 4, 8, 1, 2, 4, 8}
 
 // checkMsgpack returns an error unless data holds exactly one well-formed
 // MessagePack value whose every string, binary, extension and container
 // length fits in the bytes that follow it and whose arrays and maps nest at
-// most maxMsgpackDepth deep. Once it passes, the items declared by all the
-// containers in data add up to fewer than len(data), so a decoder that
-// parses data the same way and preallocates what a length prefix says
-// allocates in proportion to len(data). It works without recursion.
-//
-// It appends to ext the offsets of the extension bodies in data that
-// guardedReader must guard, and returns it.
+// most maxMsgpackDepth deep. Then the items of all the containers in data
+// add up to fewer than len(data). It appends to ext the offsets of the
+// extension bodies that guardedReader guards.
 func checkMsgpack(data []byte, ext []int) ([]int, error) {
 	if len(data) == 0 {
-		return ext, errMsgpackEmpty
+		return ext, errors.New("msgpack: empty data")
 	}
 	var stackBuf [32]uint64
-	// stack holds, for each enclosing container, how many of its items are
-	// still to be read after the current one; left is that count for the
-	// innermost container (the top level counts as one item).
-	stack := stackBuf[:0]
-	left := uint64(1)
+	stack := stackBuf[:0] // items left in each enclosing container
+	left := uint64(1)     // items left in the innermost one
 	pos := 0
+	// length reads the big-endian length of 1<<k bytes at pos.
+	length := func(k byte) (uint64, bool) {
+		n := 1 << k
+		if len(data)-pos < n {
+			return 0, false
+		}
+		var v uint64
+		for _, b := range data[pos : pos+n] {
+			v = v<<8 | uint64(b)
+		}
+		pos += n
+		return v, true
+	}
 	for {
 		for left == 0 {
 			if len(stack) == 0 {
@@ -254,113 +181,65 @@ func checkMsgpack(data []byte, ext []int) ([]int, error) {
 				}
 				return ext, nil
 			}
-			left = stack[len(stack)-1]
-			stack = stack[:len(stack)-1]
+			left, stack = stack[len(stack)-1], stack[:len(stack)-1]
 		}
 		left--
 		if pos >= len(data) {
 			return ext, fmt.Errorf("msgpack: data ends at offset %d inside a value", pos)
 		}
-		start := pos
-		c := data[pos]
+		start, c := pos, data[pos]
 		pos++
-		var (
-			skip  uint64 // bytes of the value after its type byte and length
-			items uint64 // items in a container
-			isExt bool   // an extension: skip covers its type and body
-		)
-		// size reads a big-endian length of n bytes.
-		size := func(n int) (uint64, bool) {
-			if len(data)-pos < n {
-				return 0, false
-			}
-			var v uint64
-			switch n {
-			case 1:
-				v = uint64(data[pos])
-			case 2:
-				v = uint64(binary.BigEndian.Uint16(data[pos:]))
-			case 4:
-				v = uint64(binary.BigEndian.Uint32(data[pos:]))
-			}
-			pos += n
-			return v, true
-		}
-		ok := true
+		var skip, items uint64 // bytes after the length; items of a container
+		ok, isExt := true, false
 		switch {
-		case c <= 0x7f, c >= 0xe0: // positive and negative fixint
+		case c <= 0x7f || c >= 0xe0: // fixint
 		case c <= 0x8f: // fixmap
 			items = 2 * uint64(c&0x0f)
 		case c <= 0x9f: // fixarray
 			items = uint64(c & 0x0f)
 		case c <= 0xbf: // fixstr
 			skip = uint64(c & 0x1f)
-		default:
-			switch c {
-			case 0xc0, 0xc2, 0xc3: // nil, false, true
-			case 0xc4, 0xd9: // bin 8, str 8
-				skip, ok = size(1)
-			case 0xc5, 0xda: // bin 16, str 16
-				skip, ok = size(2)
-			case 0xc6, 0xdb: // bin 32, str 32
-				skip, ok = size(4)
-			case 0xc7: // ext 8: length, then type
-				skip, ok = size(1)
-				skip, isExt = skip+1, true
-			case 0xc8: // ext 16
-				skip, ok = size(2)
-				skip, isExt = skip+1, true
-			case 0xc9: // ext 32
-				skip, ok = size(4)
-				skip, isExt = skip+1, true
-			case 0xcc, 0xd0: // uint 8, int 8
-				skip = 1
-			case 0xcd, 0xd1: // uint 16, int 16
-				skip = 2
-			case 0xca, 0xce, 0xd2: // float 32, uint 32, int 32
-				skip = 4
-			case 0xcb, 0xcf, 0xd3: // float 64, uint 64, int 64
-				skip = 8
-			case 0xd4: // fixext 1: type, then data
-				skip, isExt = 2, true
-			case 0xd5: // fixext 2
-				skip, isExt = 3, true
-			case 0xd6: // fixext 4
-				skip, isExt = 5, true
-			case 0xd7: // fixext 8
-				skip, isExt = 9, true
-			case 0xd8: // fixext 16
-				skip, isExt = 17, true
-			case 0xdc: // array 16
-				items, ok = size(2)
-			case 0xdd: // array 32
-				items, ok = size(4)
-			case 0xde: // map 16
-				items, ok = size(2)
-				items *= 2
-			case 0xdf: // map 32
-				items, ok = size(4)
-				items *= 2
-			default: // 0xc1 is never used
-				return ext, fmt.Errorf("msgpack: invalid type byte 0x%02x at offset %d", c, start)
-			}
+		case c == 0xc0 || c == 0xc2 || c == 0xc3: // nil, false, true
+		case c >= 0xc4 && c <= 0xc6: // bin 8, 16, 32
+			skip, ok = length(c - 0xc4)
+		case c >= 0xc7 && c <= 0xc9: // ext 8, 16, 32: length, type, body
+			skip, ok = length(c - 0xc7)
+			skip, isExt = skip+1, true
+		case c >= 0xca && c <= 0xd3: // floats and integers
+			skip = msgpackFixedLen[c-0xca]
+		case c >= 0xd4 && c <= 0xd8: // fixext 1 to 16: type, body
+			skip, isExt = 1+1<<(c-0xd4), true
+		case c >= 0xd9 && c <= 0xdb: // str 8, 16, 32
+			skip, ok = length(c - 0xd9)
+		case c == 0xdc || c == 0xdd: // array 16, 32
+			items, ok = length(c - 0xdc + 1)
+		case c == 0xde || c == 0xdf: // map 16, 32
+			items, ok = length(c - 0xde + 1)
+			items *= 2
+		default: // 0xc1
+			return ext, fmt.Errorf("msgpack: invalid type byte 0x%02x at offset %d", c, start)
 		}
 		rest := uint64(len(data) - pos)
 		if !ok || skip > rest {
 			return ext, fmt.Errorf("msgpack: value at offset %d (type byte 0x%02x) runs past the end of the data", start, c)
 		}
 		if isExt {
-			var err error
-			if ext, err = checkExt(data, start, pos, skip-1, ext); err != nil {
-				return ext, err
+			if skip == 1 {
+				return ext, fmt.Errorf("msgpack: extension at offset %d has an empty body", start)
+			}
+			// Let through the index of an interned string (extension type
+			// -128), which msgpack/v5 reads from a fixext 1 with ReadByte,
+			// unless it could also be read as a map's length.
+			body := data[pos+1]
+			if !(c == 0xd4 && data[pos] == 0x80) || body >= 0x80 && body <= 0x8f || body == 0xc0 || body == 0xde || body == 0xdf {
+				ext = append(ext, pos+1)
 			}
 		}
 		pos += int(skip)
 		if items == 0 {
 			continue
 		}
-		// Every item takes at least one byte.
-		if items > rest {
+		if items > rest { // every item takes at least one byte
 			return ext, fmt.Errorf("msgpack: container at offset %d declares %d items but only %d bytes follow", start, items, rest)
 		}
 		if len(stack) >= maxMsgpackDepth {
@@ -369,26 +248,4 @@ func checkMsgpack(data []byte, ext []int) ([]int, error) {
 		stack = append(stack, left)
 		left = items
 	}
-}
-
-// checkExt checks the extension value that starts at offset start in data,
-// whose type byte is at offset typ and whose body of n bytes follows it,
-// and appends the offset of the body to ext for guardedReader (see there).
-// It refuses an empty body, which starts where the next value does, and the
-// index of an interned string in a fixext 1 if it is a byte that
-// guardedReader could not tell from the map header that msgpack/v5 may read
-// there.
-func checkExt(data []byte, start, typ int, n uint64, ext []int) ([]int, error) {
-	if n == 0 {
-		return ext, fmt.Errorf("msgpack: extension at offset %d has an empty body", start)
-	}
-	body := typ + 1
-	if data[start] == 0xd4 && data[typ] == internedStringExt {
-		switch b := data[body]; {
-		case b >= 0x80 && b <= 0x8f, b == 0xc0, b == 0xde, b == 0xdf:
-			return ext, fmt.Errorf("msgpack: interned string index %d at offset %d is not supported", b, start)
-		}
-		return ext, nil // msgpack reads the index with ReadByte
-	}
-	return append(ext, body), nil
 }
