@@ -1,9 +1,6 @@
 package codec
 
-import (
-	"encoding/json"
-	"sync"
-)
+import "encoding/json"
 
 // Codec turns values into bytes and back. [Msgpack] and [JSON] are the
 // built-in codecs; a user codec is any type with these methods and an ID
@@ -40,9 +37,8 @@ const (
 	firstUserID uint8 = 128
 )
 
-// appender is implemented by the built-in codecs: it appends the encoding
-// of v to dst, which lets Format.Encode write the payload right after the
-// header without an intermediate copy.
+// appender is implemented by Msgpack: it appends the encoding of v to dst,
+// which lets Format.Encode marshal into a pooled buffer.
 type appender interface {
 	appendMarshal(dst []byte, v any) ([]byte, error)
 }
@@ -55,24 +51,6 @@ func builtin(c Codec) bool {
 		return true
 	}
 	return false
-}
-
-// appendWriter is an io.Writer (and io.ByteWriter) that appends to b.
-type appendWriter struct{ b []byte }
-
-func (w *appendWriter) Write(p []byte) (int, error) {
-	w.b = append(w.b, p...)
-	return len(p), nil
-}
-
-func (w *appendWriter) WriteByte(c byte) error {
-	w.b = append(w.b, c)
-	return nil
-}
-
-func (w *appendWriter) WriteString(s string) (int, error) {
-	w.b = append(w.b, s...)
-	return len(s), nil
 }
 
 // JSON is the [Codec] with ID 2: encoding/json, with its usual rules
@@ -94,33 +72,3 @@ func (JSON) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
 // Unmarshal decodes JSON data into v, as [json.Unmarshal] does. Bytes after
 // the value are an error.
 func (JSON) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
-
-// jsonWriter is a pooled appendWriter with a json.Encoder bound to it.
-type jsonWriter struct {
-	w   appendWriter
-	enc *json.Encoder
-}
-
-var jsonWriters = sync.Pool{New: func() any {
-	jw := new(jsonWriter)
-	jw.enc = json.NewEncoder(&jw.w)
-	return jw
-}}
-
-func (JSON) appendMarshal(dst []byte, v any) ([]byte, error) {
-	jw := jsonWriters.Get().(*jsonWriter)
-	jw.w.b = dst
-	err := jw.enc.Encode(v)
-	out := jw.w.b
-	jw.w.b = nil
-	jsonWriters.Put(jw)
-	if err != nil {
-		return dst, err
-	}
-	// json.Encoder ends every value with a newline that json.Marshal does
-	// not write; drop it so that both give the same bytes.
-	if len(out) > len(dst) && out[len(out)-1] == '\n' {
-		out = out[:len(out)-1]
-	}
-	return out, nil
-}

@@ -821,7 +821,7 @@ func TestNew(t *testing.T) {
 	}
 
 	f := mustNew(t, Options{})
-	if f.maxSize != DefaultMaxSize || DefaultMaxSize != 64<<20 {
+	if f.maxSize != 64<<20 {
 		t.Errorf("default MaxSize %d, want 64 MiB", f.maxSize)
 	}
 	if f.compressAbove != 0 {

@@ -34,8 +34,8 @@ const (
 	compressS2   = 1
 )
 
-// DefaultMaxSize is the [Options.MaxSize] used when it is zero: 64 MiB.
-const DefaultMaxSize = 64 << 20
+// defaultMaxSize is the [Options.MaxSize] used when it is zero.
+const defaultMaxSize = 64 << 20
 
 // tombstone is what Tombstone returns a copy of: version 1, codec 0, the
 // tombstone flag, no payload.
@@ -60,8 +60,7 @@ type Options struct {
 	// Encode writes and Decode accepts. Decode checks the size an S2 payload
 	// announces before decompressing it, so MaxSize also bounds the memory a
 	// decompression bomb can make Decode allocate. Readers and writers should
-	// agree on it. Default: [DefaultMaxSize], 64 MiB. A negative value is an
-	// error.
+	// agree on it. Default: 64 MiB. A negative value is an error.
 	MaxSize int
 
 	// Codecs are further codecs that Decode accepts, by ID, besides Codec
@@ -102,10 +101,10 @@ func New(opts Options) (*Format, error) {
 		return nil, fmt.Errorf("codec: Options.CompressAbove is %d; want 0 (never compress) or more", f.compressAbove)
 	}
 	if f.maxSize < 0 {
-		return nil, fmt.Errorf("codec: Options.MaxSize is %d; want 0 (default %d) or more", f.maxSize, DefaultMaxSize)
+		return nil, fmt.Errorf("codec: Options.MaxSize is %d; want 0 (default %d) or more", f.maxSize, defaultMaxSize)
 	}
 	if f.maxSize == 0 {
-		f.maxSize = DefaultMaxSize
+		f.maxSize = defaultMaxSize
 	}
 	f.app, _ = f.codec.(appender)
 	f.id = f.codec.ID()
@@ -193,89 +192,43 @@ func header(dst []byte, id uint8, expires time.Time) []byte {
 	return binary.BigEndian.AppendUint64(append(dst, version, id, flagExpiry), uint64(ms))
 }
 
+// encode returns hdr followed by the payload of v, compressed if the
+// options say so and that makes it smaller.
 func (f *Format) encode(v any, hdr []byte) ([]byte, error) {
-	headerLen := len(hdr)
-	var (
-		buf     []byte // header, then payload
-		scratch *[]byte
-	)
+	var payload []byte
+	var err error
 	if f.app != nil {
-		// Marshal right after the header in a pooled buffer.
-		scratch = scratchPool.Get().(*[]byte)
-		defer putScratch(scratch)
-		b, err := f.app.appendMarshal(append((*scratch)[:0], hdr...), v)
-		*scratch = b
-		if err != nil {
-			return nil, fmt.Errorf("codec: %s: encoding %T: %w", f.codec.Name(), v, err)
-		}
-		buf = b
+		// Marshal into a pooled buffer, copied below.
+		buf := scratchPool.Get().(*[]byte)
+		defer putScratch(buf)
+		payload, err = f.app.appendMarshal((*buf)[:0], v)
+		*buf = payload
 	} else {
-		p, err := f.codec.Marshal(v)
-		if err != nil {
-			return nil, fmt.Errorf("codec: %s: encoding %T: %w", f.codec.Name(), v, err)
-		}
-		if f.compressAbove == 0 || len(p) <= f.compressAbove {
-			if len(p) > f.maxSize {
-				return nil, f.tooLarge(v, len(p))
-			}
-			out := make([]byte, headerLen+len(p))
-			copy(out, hdr)
-			copy(out[headerLen:], p)
-			return out, nil
-		}
-		buf = append(hdr, p...)
+		payload, err = f.codec.Marshal(v)
 	}
-
-	// buf is not shared when built by append above.
-	out, n := f.seal(buf, headerLen, scratch == nil)
-	if n > 0 {
-		return nil, f.tooLarge(v, n)
+	if err != nil {
+		return nil, fmt.Errorf("codec: %s: encoding %T: %w", f.codec.Name(), v, err)
 	}
-	return out, nil
-}
-
-// seal returns the value to store for buf, a header of hdrLen bytes and a
-// payload: with the payload compressed when the options say so and that
-// makes it smaller, else buf itself if owned, else a copy. A payload over
-// MaxSize is refused: seal then returns its length, 0 otherwise.
-func (f *Format) seal(buf []byte, hdrLen int, owned bool) ([]byte, int) {
-	payload := buf[hdrLen:]
 	if len(payload) > f.maxSize {
-		return nil, len(payload)
+		return nil, fmt.Errorf("%w: %s encoding of %T is %d bytes, MaxSize is %d", ErrTooLarge, f.codec.Name(), v, len(payload), f.maxSize)
 	}
-	if f.compressAbove > 0 && len(payload) > f.compressAbove {
-		if n := s2.MaxEncodedLen(len(payload)); n > 0 {
-			cs := scratchPool.Get().(*[]byte)
-			defer putScratch(cs)
-			if cap(*cs) < hdrLen+n {
-				*cs = make([]byte, hdrLen+n)
-			}
-			c := s2.Encode((*cs)[hdrLen:hdrLen+n], payload)
-			if len(c) < len(payload) {
-				out := make([]byte, hdrLen+len(c))
-				copy(out, buf[:hdrLen])
-				out[2] |= compressS2
-				copy(out[hdrLen:], c)
-				return out, 0
-			}
+	if f.compressAbove > 0 && len(payload) > f.compressAbove && s2.MaxEncodedLen(len(payload)) > 0 {
+		buf := scratchPool.Get().(*[]byte)
+		defer putScratch(buf)
+		if c := s2.Encode((*buf)[:0], payload); len(c) < len(payload) {
+			*buf, payload = c, c
+			hdr[2] |= compressS2
 		}
 	}
-	if owned {
-		return buf, 0
-	}
-	out := make([]byte, len(buf))
-	copy(out, buf)
-	return out, 0
+	out := make([]byte, len(hdr)+len(payload))
+	copy(out[copy(out, hdr):], payload)
+	return out, nil
 }
 
 func putScratch(b *[]byte) {
 	if cap(*b) <= maxPooled {
 		scratchPool.Put(b)
 	}
-}
-
-func (f *Format) tooLarge(v any, n int) error {
-	return fmt.Errorf("%w: %s encoding of %T is %d bytes, MaxSize is %d", ErrTooLarge, f.codec.Name(), v, n, f.maxSize)
 }
 
 // Decode reads a value written by [Format.Encode] into the value v points

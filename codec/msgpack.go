@@ -109,6 +109,19 @@ func (Msgpack) appendMarshal(dst []byte, v any) ([]byte, error) {
 	return out, err
 }
 
+// appendWriter is an io.Writer (and io.ByteWriter) that appends to b.
+type appendWriter struct{ b []byte }
+
+func (w *appendWriter) Write(p []byte) (int, error) {
+	w.b = append(w.b, p...)
+	return len(p), nil
+}
+
+func (w *appendWriter) WriteByte(c byte) error {
+	w.b = append(w.b, c)
+	return nil
+}
+
 type msgpackDecoder struct {
 	r   guardedReader
 	dec *msgpack.Decoder
