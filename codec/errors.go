@@ -1,6 +1,9 @@
 package codec
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // ErrCorrupt is matched, through [errors.Is], by every error that
 // [Format.Decode] returns because the stored bytes are not a valid value:
@@ -8,7 +11,8 @@ import "errors"
 // compression ID, a damaged compressed payload, a payload larger than
 // [Options.MaxSize], or a payload the codec cannot unmarshal into the
 // target (including a value of another type than the target). The error's
-// text says which. A cache can treat such a value as a miss.
+// text says which, and the codec's own error stays reachable through
+// [errors.As]. A cache can treat such a value as a miss.
 var ErrCorrupt = errors.New("codec: corrupt data")
 
 // ErrTombstone is returned by [Format.Decode] for the bytes of [Tombstone]:
@@ -22,29 +26,8 @@ var ErrTombstone = errors.New("codec: tombstone")
 // larger than MaxSize.
 var ErrTooLarge = errors.New("codec: value larger than MaxSize")
 
-// corruptError is the error type behind every ErrCorrupt. It keeps the
-// codec's own error (if any) for errors.As, and can also match ErrTooLarge.
-type corruptError struct {
-	msg      string
-	err      error // the underlying error, or nil
-	tooLarge bool
+// corrupt returns an error matching ErrCorrupt, and whatever format wraps
+// with %w, that says "codec: corrupt data: " and format.
+func corrupt(format string, a ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, a...)...)
 }
-
-func (e *corruptError) Error() string {
-	if e.err != nil {
-		return "codec: corrupt data: " + e.msg + ": " + e.err.Error()
-	}
-	return "codec: corrupt data: " + e.msg
-}
-
-func (e *corruptError) Is(target error) bool {
-	return target == ErrCorrupt || (e.tooLarge && target == ErrTooLarge)
-}
-
-func (e *corruptError) Unwrap() error { return e.err }
-
-// corrupt returns an error matching ErrCorrupt that says msg.
-func corrupt(msg string) error { return &corruptError{msg: msg} }
-
-// corruptWrap returns an error matching ErrCorrupt and err that says msg.
-func corruptWrap(msg string, err error) error { return &corruptError{msg: msg, err: err} }
