@@ -1,16 +1,20 @@
 // Package codec turns cache values into the bytes that tier stores in Redis
-// and back, and guarantees three things: every stored value carries a
-// versioned header; any bytes that are not a valid value decode to an error
-// matching [ErrCorrupt], never a panic; and values written by any version of
-// tier that knows this header version stay readable.
+// and back. It guarantees three things:
 //
-// A [Format], made by [New], writes values with one [Codec] ([Msgpack] by
-// default, or [JSON], or a codec of your own) and optionally compresses
-// large ones with S2. Because one replica writes what others read, possibly
-// older or newer ones, Decode picks the codec and the compression from the
-// header of each value, not from its own options: a Format reads what any
-// Format with the same codecs wrote. [Tombstone] gives the bytes that record
-// "the source said there is no such value", for negative caching.
+//  1. Every stored value carries a versioned header, and values written by
+//     any version of tier that knows the header's version stay readable.
+//  2. Any bytes that are not a valid value decode to an error matching
+//     [ErrCorrupt]: never a panic, and never an allocation out of proportion
+//     to the input (see [Msgpack] and [Options.MaxSize]).
+//  3. A [Format] reads what any Format with the same codecs wrote: Decode
+//     takes the codec and the compression from each value's header, not
+//     from its own options, so replicas of different versions or settings
+//     share one Redis.
+//
+// A Format, made by [New], writes values with one [Codec]: [Msgpack] by
+// default, [JSON], or a codec of your own (see the example of [Codec]). It
+// can compress large values with S2. [Tombstone] gives the bytes that
+// record "the source said there is no such value", for negative caching.
 //
 // # Byte layout
 //
@@ -32,20 +36,16 @@
 //	              ID says so; empty in a tombstone
 //
 // An S2 payload is one S2 block (github.com/klauspost/compress/s2 block
-// format, not the framed stream format); it starts with the length of the
-// uncompressed bytes as an unsigned varint. A tombstone is exactly the three
-// bytes 01 00 80, or 01 00 90 and an expiry field.
+// format, not the framed stream format), which starts with the length of
+// the uncompressed bytes as an unsigned varint. A tombstone is exactly the
+// three bytes 01 00 80, or 01 00 90 and an expiry field. So in redis-cli a
+// msgpack value shows as "\x01\x01\x00\x82\xa4name...", a JSON value as
+// "\x01\x02\x00{\"name\":...}" and a tombstone as "\x01\x00\x80".
 //
-// The expiry field lets a reader learn how long a value has left to live
-// from the value alone: tier stores it in every value it writes to Redis, so
-// that a far hit is one plain GET rather than GET and PTTL, and so that a
-// value carried by an invalidation message keeps its deadline. It is
-// written from the writer's wall clock and judged by the reader's, so it is
-// as exact as the replicas' clocks agree; Redis's own TTL on the key remains
-// the authority on when the key disappears. So in redis-cli a msgpack value shows as
-// "\x01\x01\x00\x82\xa4name...", a compressed one as "\x01\x01\x01...", a
-// JSON value as "\x01\x02\x00{\"name\":...}" and a tombstone as
-// "\x01\x00\x80".
+// The expiry field lets a reader learn from the value alone how long it has
+// left to live (see [Expiry]), so that a far hit needs no PTTL. It is
+// written from the writer's clock and judged by the reader's; Redis's own
+// TTL on the key remains the authority on when the key disappears.
 //
 // There is no checksum: Redis is trusted to return the bytes it was given.
 // Bytes changed inside a payload are detected only where they break the

@@ -35,18 +35,15 @@ import (
 // Types with their own msgpack methods, or registered with msgpack.Register
 // or msgpack.RegisterExt, are encoded and decoded by those.
 //
-// Unmarshal first checks that data holds exactly one well-formed value,
-// nested at most 10000 levels deep, whose every length fits in data, because
-// msgpack/v5 allocates what a length prefix announces and recurses without
-// limit. So hostile bytes make it allocate in proportion to len(data) (times
-// the size of the target's element types), never to a length they claim,
-// and cannot overflow the stack. For the same reason it refuses an
-// extension with an empty body and any read of a value from the start of an
-// extension's body, which msgpack/v5 does where it wants a map and finds an
-// extension. Timestamps and msgpack.RegisterExt types read their bodies
-// whole and are not affected; an extension decoder of your own must read
-// its body with msgpack.Decoder.ReadFull; and a value can intern (the
-// intern tag option) up to 128 distinct strings.
+// Because msgpack/v5 allocates what a length prefix announces and recurses
+// without limit, Unmarshal first checks that data holds exactly one
+// well-formed value, nested at most 10000 deep, whose every length fits in
+// data. For the same reason it refuses an extension with an empty body, and
+// a value read from the start of an extension's body (msgpack/v5 reads a
+// map there when it wants a map and finds an extension). Timestamps and
+// msgpack.RegisterExt types are not affected; a decoder registered with
+// msgpack.RegisterExtDecoder must read its body with Decoder.ReadFull; and
+// a value can intern (the intern tag option) up to 128 distinct strings.
 //
 // The zero value is ready to use.
 type Msgpack struct{}
