@@ -1,6 +1,7 @@
 package codec_test
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -122,4 +123,91 @@ func ExampleIsTombstone() {
 	// Output:
 	// "\x01\x00\x80" true
 	// true false
+}
+
+// point stands for a type with generated msgpack methods, such as
+// github.com/tinylib/msgp writes: MarshalMsg appends the encoding to b,
+// UnmarshalMsg decodes from the front of b and returns the rest. These are
+// written by hand: a fixarray of two int32s.
+type point struct{ X, Y int32 }
+
+func (p point) MarshalMsg(b []byte) ([]byte, error) {
+	b = append(b, 0x92, 0xd2)
+	b = binary.BigEndian.AppendUint32(b, uint32(p.X))
+	b = append(b, 0xd2)
+	return binary.BigEndian.AppendUint32(b, uint32(p.Y)), nil
+}
+
+func (p *point) UnmarshalMsg(b []byte) ([]byte, error) {
+	if len(b) < 11 || b[0] != 0x92 || b[1] != 0xd2 || b[6] != 0xd2 {
+		return b, errors.New("not a point")
+	}
+	p.X = int32(binary.BigEndian.Uint32(b[2:]))
+	p.Y = int32(binary.BigEndian.Uint32(b[7:]))
+	return b[11:], nil
+}
+
+// msgpCodec is a Codec for types with generated methods. User codecs take
+// IDs 128 to 255; once values with an ID are stored, keep its meaning.
+type msgpCodec struct{}
+
+func (msgpCodec) ID() uint8    { return 200 }
+func (msgpCodec) Name() string { return "msgp" }
+
+func (msgpCodec) Marshal(v any) ([]byte, error) {
+	m, ok := v.(interface{ MarshalMsg([]byte) ([]byte, error) })
+	if !ok {
+		return nil, fmt.Errorf("%T has no MarshalMsg method", v)
+	}
+	return m.MarshalMsg(nil)
+}
+
+func (msgpCodec) Unmarshal(data []byte, v any) error {
+	u, ok := v.(interface{ UnmarshalMsg([]byte) ([]byte, error) })
+	if !ok {
+		return fmt.Errorf("%T has no UnmarshalMsg method", v)
+	}
+	rest, err := u.UnmarshalMsg(data)
+	if err == nil && len(rest) > 0 {
+		err = fmt.Errorf("%d bytes after the value", len(rest))
+	}
+	return err
+}
+
+// A codec of your own, here one that calls a type's generated methods,
+// plugs into a Format through Options.
+func ExampleCodec() {
+	f, err := codec.New(codec.Options{Codec: msgpCodec{}})
+	if err != nil {
+		panic(err)
+	}
+	data, err := f.Encode(point{X: 3, Y: -4})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("% x\n", data)
+
+	var p point
+	if err := f.Decode(data, &p); err != nil {
+		panic(err)
+	}
+	fmt.Printf("%+v\n", p)
+
+	// Its bytes are plain MessagePack, so the built-in codec reads them too.
+	var xy []int32
+	if err := (codec.Msgpack{}).Unmarshal(data[3:], &xy); err != nil {
+		panic(err)
+	}
+	fmt.Println(xy)
+
+	// A Format that has msgpCodec neither as its Codec nor in its Codecs
+	// reports such values as corrupt.
+	plain, _ := codec.New(codec.Options{})
+	err = plain.Decode(data, &p)
+	fmt.Println(errors.Is(err, codec.ErrCorrupt), err)
+	// Output:
+	// 01 c8 00 92 d2 00 00 00 03 d2 ff ff ff fc
+	// {X:3 Y:-4}
+	// [3 -4]
+	// true codec: corrupt data: unknown codec ID 200
 }
