@@ -77,3 +77,32 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkStoredValue measures what tier does with a value that goes to
+// Redis: EncodeExpiring on a write and Decode on a far hit. Run it in two
+// trees, alternately, to compare versions.
+func BenchmarkStoredValue(b *testing.B) {
+	f := mustNew(b, Options{})
+	expires := time.Unix(1_800_000_000, 0)
+	b.Run("encode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := f.EncodeExpiring(benchValue, expires); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("decode", func(b *testing.B) {
+		data, err := f.EncodeExpiring(benchValue, expires)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			var u benchUser
+			if err := f.Decode(data, &u); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
