@@ -8,7 +8,8 @@ import "encoding/json"
 //
 // A Codec must be safe for concurrent use. Its wire format is part of the
 // stored data: once values written with an ID are in Redis, every later
-// codec with that ID must read them.
+// codec with that ID must read them. A Codec is also how to use generated
+// code, such as the methods tinylib/msgp writes; see the example.
 type Codec interface {
 	// ID identifies the codec inside stored bytes (see the package
 	// documentation for the layout). 1 to 127 are reserved for the codecs

@@ -358,8 +358,9 @@ func TestCompression(t *testing.T) {
 	}
 }
 
-// TestEncodeMatchesMarshal checks that the pooled fast path writes exactly
-// what the codec's Marshal returns, after the header.
+// TestEncodeMatchesMarshal checks that Encode, which marshals into a pooled
+// buffer for Msgpack, writes exactly what the codec's Marshal returns,
+// after the header.
 func TestEncodeMatchesMarshal(t *testing.T) {
 	for _, c := range codecs {
 		f := mustNew(t, Options{Codec: c})

@@ -55,7 +55,13 @@ func (Msgpack) ID() uint8 { return msgpackID }
 func (Msgpack) Name() string { return "msgpack" }
 
 // Marshal returns the MessagePack encoding of v.
-func (m Msgpack) Marshal(v any) ([]byte, error) { return m.appendMarshal(nil, v) }
+func (m Msgpack) Marshal(v any) ([]byte, error) {
+	b, err := m.appendMarshal(nil, v)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
 
 // Unmarshal decodes the MessagePack value in data into v, which must be a
 // non-nil pointer. Bytes after the value are an error.
