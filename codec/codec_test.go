@@ -1048,3 +1048,43 @@ func TestTombstoneExpiring(t *testing.T) {
 		t.Error("an expiry of 0 was read as one")
 	}
 }
+
+// celsius is given its own msgpack coders with msgpack.Register.
+type celsius struct{ Degrees float64 }
+
+func init() {
+	msgpack.Register(celsius{},
+		func(e *msgpack.Encoder, v reflect.Value) error {
+			return e.EncodeString(fmt.Sprintf("%gC", v.Interface().(celsius).Degrees))
+		},
+		func(d *msgpack.Decoder, v reflect.Value) error {
+			s, err := d.DecodeString()
+			if err != nil {
+				return err
+			}
+			var c celsius
+			if _, err := fmt.Sscanf(s, "%gC", &c.Degrees); err != nil {
+				return err
+			}
+			v.Set(reflect.ValueOf(c))
+			return nil
+		})
+}
+
+// TestMsgpackRegister checks that Msgpack uses the coders registered with
+// msgpack.Register, inside other values too.
+func TestMsgpackRegister(t *testing.T) {
+	type reading struct {
+		Where string
+		Temp  celsius
+	}
+	f := mustNew(t, Options{})
+	in := reading{Where: "Oslo", Temp: celsius{-3.5}}
+	got, data := roundTrip(t, f, in, new(reading))
+	if got != in {
+		t.Errorf("got %+v, want %+v", got, in)
+	}
+	if !bytes.Contains(data, []byte("\xa5-3.5C")) {
+		t.Errorf("the registered encoder was not used: %q", data)
+	}
+}
