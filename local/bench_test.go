@@ -24,7 +24,7 @@ func benchCache(b *testing.B, n int) (*Cache[string, benchValue], []string) {
 	keys := make([]string, n)
 	for i := range keys {
 		keys[i] = "key:" + strconv.Itoa(i)
-		c.Set(keys[i], benchValue{ID: int64(i), Name: keys[i]})
+		c.Set(keys[i], benchValue{ID: int64(i), Name: keys[i]}, 0, 1)
 	}
 	return c, keys
 }
@@ -89,7 +89,7 @@ func BenchmarkMixed(b *testing.B) {
 				i := start(n)
 				for pb.Next() {
 					if i%10 == 0 {
-						c.Set(keys[i], benchValue{ID: int64(i)})
+						c.Set(keys[i], benchValue{ID: int64(i)}, 0, 1)
 					} else {
 						c.Get(keys[i])
 					}

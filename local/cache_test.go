@@ -19,15 +19,24 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// newFakeClock returns a clock that moves only when told to.
-func newFakeClock() *clocktest.Fake { return clocktest.New() }
-
-func newCache[V any](t testing.TB, opts Options[string, V]) *Cache[string, V] {
+// newTestCache returns a cache for opts that the test closes.
+func newTestCache[V any](t testing.TB, opts Options[string, V]) *Cache[string, V] {
 	t.Helper()
 	c, err := New(opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// newShardedCache is newTestCache with n shards, whatever the capacity.
+func newShardedCache[V any](t testing.TB, opts Options[string, V], n int) *Cache[string, V] {
+	t.Helper()
+	if err := opts.validate(); err != nil {
+		t.Fatal(err)
+	}
+	c := newCache(opts, n)
 	t.Cleanup(c.Close)
 	return c
 }
@@ -44,13 +53,13 @@ func (s *schemaService) get(table string) map[string]string {
 	}
 	s.calls++
 	v := map[string]string{"table": table, "cols": "a,b"}
-	s.cache.Set(table, v)
+	s.cache.Set(table, v, 0, 1)
 	return v
 }
 
 // The seed's pytest, scenario by scenario.
 func TestSeedHit(t *testing.T) {
-	svc := &schemaService{cache: newCache(t, Options[string, map[string]string]{Capacity: 2})}
+	svc := &schemaService{cache: newTestCache(t, Options[string, map[string]string]{Capacity: 2})}
 	if got := svc.get("users")["table"]; got != "users" {
 		t.Fatalf("first get: table = %q", got)
 	}
@@ -63,8 +72,8 @@ func TestSeedHit(t *testing.T) {
 }
 
 func TestSeedTTLExpiry(t *testing.T) {
-	clock := newFakeClock()
-	svc := &schemaService{cache: newCache(t, Options[string, map[string]string]{Capacity: 2, TTL: time.Second, Clock: clock})}
+	clock := clocktest.New()
+	svc := &schemaService{cache: newTestCache(t, Options[string, map[string]string]{Capacity: 2, TTL: time.Second, Clock: clock})}
 	svc.get("accounts")
 	clock.Advance(999 * time.Millisecond)
 	svc.get("accounts")
@@ -79,7 +88,7 @@ func TestSeedTTLExpiry(t *testing.T) {
 }
 
 func TestSeedLRUEviction(t *testing.T) {
-	svc := &schemaService{cache: newCache(t, Options[string, map[string]string]{Capacity: 2})}
+	svc := &schemaService{cache: newTestCache(t, Options[string, map[string]string]{Capacity: 2})}
 	svc.get("a")
 	svc.get("b")
 	svc.get("a") // b is least recently used now
@@ -101,7 +110,7 @@ func TestSeedLRUEviction(t *testing.T) {
 	}
 }
 
-// lruModel is the reference an unsharded cache must match exactly.
+// lruModel is the reference a cache of one shard must match exactly.
 type lruModel struct {
 	capacity int
 	keys     []string // most recent first
@@ -129,17 +138,19 @@ func (m *lruModel) set(k string, v int) {
 	}
 }
 
-func (m *lruModel) del(k string) {
-	if i := slices.Index(m.keys, k); i >= 0 {
+func (m *lruModel) del(k string) bool {
+	i := slices.Index(m.keys, k)
+	if i >= 0 {
 		m.keys = slices.Delete(m.keys, i, i+1)
 		delete(m.vals, k)
 	}
+	return i >= 0
 }
 
 func TestExactLRUMatchesModel(t *testing.T) {
 	for _, capacity := range []int{1, 2, 3, 17, 511} {
 		t.Run(fmt.Sprint(capacity), func(t *testing.T) {
-			c := newCache(t, Options[string, int]{Capacity: capacity})
+			c := newTestCache(t, Options[string, int]{Capacity: capacity})
 			if len(c.shards) != 1 {
 				t.Fatalf("capacity %d got %d shards, want 1", capacity, len(c.shards))
 			}
@@ -155,27 +166,33 @@ func TestExactLRUMatchesModel(t *testing.T) {
 						t.Fatalf("op %d: Get(%s) = %d,%v; model %d,%v", i, k, got, gok, want, wok)
 					}
 				case op < 9:
-					c.Set(k, i)
+					c.Set(k, i, 0, 1)
 					m.set(k, i)
 				default:
-					c.Delete(k)
-					m.del(k)
+					if got, want := c.Delete(k), m.del(k); got != want {
+						t.Fatalf("op %d: Delete(%s) = %v; model %v", i, k, got, want)
+					}
 				}
 				if c.Len() != len(m.keys) {
 					t.Fatalf("op %d: Len = %d, model %d", i, c.Len(), len(m.keys))
 				}
+			}
+			want := slices.Clone(m.keys)
+			slices.Reverse(want)
+			if got := lruOrder(c); !slices.Equal(got, want) {
+				t.Fatalf("final order %v, model %v (least recent first)", got, want)
 			}
 		})
 	}
 }
 
 func TestShardedCacheStaysBounded(t *testing.T) {
-	c := newCache(t, Options[string, int]{Capacity: 10000})
+	c := newTestCache(t, Options[string, int]{Capacity: 10000})
 	if len(c.shards) < 2 {
 		t.Fatalf("a 10000-entry cache has %d shards; the default should shard it", len(c.shards))
 	}
 	for i := range 50000 {
-		c.Set(fmt.Sprint(i), i)
+		c.Set(fmt.Sprint(i), i, 0, 1)
 		if i%997 == 0 && c.Len() > 10000 {
 			t.Fatalf("Len = %d after %d sets, capacity 10000", c.Len(), i+1)
 		}
@@ -183,7 +200,8 @@ func TestShardedCacheStaysBounded(t *testing.T) {
 	if n := c.Len(); n != 10000 {
 		t.Fatalf("Len = %d, want 10000: the bound is the cache's, not a shard's", n)
 	}
-	// Within a shard, order is exact LRU: the most recent writes all survive.
+	// Within a shard, writes keep exact LRU order: the most recent writes
+	// all survive.
 	for i := 49900; i < 50000; i++ {
 		if _, ok := c.Peek(fmt.Sprint(i)); !ok {
 			t.Fatalf("key %d (among the last 100 written) was evicted", i)
@@ -192,13 +210,13 @@ func TestShardedCacheStaysBounded(t *testing.T) {
 }
 
 func TestPeekDoesNotTouchRecency(t *testing.T) {
-	c := newCache(t, Options[string, int]{Capacity: 2})
-	c.Set("a", 1)
-	c.Set("b", 2)
+	c := newTestCache(t, Options[string, int]{Capacity: 2})
+	c.Set("a", 1, 0, 1)
+	c.Set("b", 2, 0, 1)
 	if v, ok := c.Peek("a"); !ok || v != 1 {
 		t.Fatalf("Peek(a) = %d,%v", v, ok)
 	}
-	c.Set("c", 3) // a is still least recently used: Peek did not move it
+	c.Set("c", 3, 0, 1) // a is still least recently used: Peek did not move it
 	if _, ok := c.Peek("a"); ok {
 		t.Fatal("a survived; Peek must not update recency")
 	}
@@ -208,156 +226,126 @@ func TestPeekDoesNotTouchRecency(t *testing.T) {
 }
 
 func TestTTL(t *testing.T) {
-	clock := newFakeClock()
-	var evicted []string
-	c := newCache(t, Options[string, int]{
-		Capacity: 10, TTL: time.Minute, Clock: clock,
-		OnEvict: func(k string, _ int, cause Cause) { evicted = append(evicted, k+":"+cause.String()) },
-	})
-	c.Set("default", 1)
-	c.SetWith("short", 2, time.Second, 1)
-	if ttl, ok := c.TTL("short"); !ok || ttl != time.Second {
-		t.Fatalf("TTL(short) = %v,%v, want 1s", ttl, ok)
+	clock := clocktest.New()
+	c := newTestCache(t, Options[string, int]{Capacity: 10, TTL: time.Minute, Clock: clock})
+	c.Set("default", 1, 0, 1)
+	c.Set("short", 2, time.Second, 1)
+	clock.Advance(time.Second - 1)
+	if _, ok := c.Get("short"); !ok {
+		t.Fatal("Get missed an entry before its deadline")
 	}
-	clock.Advance(time.Second)
+	clock.Advance(1)
 	if _, ok := c.Get("short"); ok {
 		t.Fatal("Get returned an entry at its deadline")
+	}
+	if _, ok := c.Peek("short"); ok {
+		t.Fatal("Peek returned an entry at its deadline")
 	}
 	if _, ok := c.Peek("default"); !ok {
 		t.Fatal("default-TTL entry expired after 1s of 1m")
 	}
 	clock.Advance(time.Minute)
-	if _, ok := c.Peek("default"); ok {
-		t.Fatal("Peek returned an expired entry")
+	if _, ok := c.Get("default"); ok {
+		t.Fatal("Get returned an expired entry")
 	}
-	if _, ok := c.TTL("default"); ok {
-		t.Fatal("TTL reported an expired entry as present")
+	// Expired entries are removed by the next write to their shard.
+	c.Set("other", 3, 0, 1)
+	if c.Len() != 1 {
+		t.Fatalf("Len = %d after a write past both deadlines, want 1", c.Len())
 	}
-	if n := c.DeleteExpired(); n != 1 {
-		t.Fatalf("DeleteExpired = %d, want 1", n)
-	}
-	if c.Len() != 0 {
-		t.Fatalf("Len = %d after reclaiming everything", c.Len())
-	}
-	want := []string{"short:expired", "default:expired"}
-	if !slices.Equal(evicted, want) {
-		t.Fatalf("evictions = %v, want %v", evicted, want)
-	}
-	if st := c.Stats(); st.Expirations != 2 || st.Misses != 1 {
-		t.Fatalf("stats = %+v, want 2 expirations and 1 miss", st)
+	if st := c.Stats(); st.Expirations != 2 || st.Misses != 2 || st.Hits != 1 {
+		t.Fatalf("stats = %+v, want 1 hit, 2 misses, 2 expirations", st)
 	}
 }
 
 func TestNoTTLNeverExpires(t *testing.T) {
-	clock := newFakeClock()
-	c := newCache(t, Options[string, int]{Capacity: 10, Clock: clock})
-	c.Set("k", 1)
+	clock := clocktest.New()
+	c := newTestCache(t, Options[string, int]{Capacity: 10, Clock: clock})
+	c.Set("k", 1, 0, 1)
 	clock.Advance(100 * 365 * 24 * time.Hour)
 	if _, ok := c.Get("k"); !ok {
 		t.Fatal("entry without a TTL expired")
 	}
-	if ttl, ok := c.TTL("k"); !ok || ttl != 0 {
-		t.Fatalf("TTL = %v,%v, want 0,true", ttl, ok)
-	}
 }
 
 func TestWritesReclaimExpiredEntries(t *testing.T) {
-	clock := newFakeClock()
-	c := newCache(t, Options[string, int]{Capacity: 100, Clock: clock})
+	clock := clocktest.New()
+	c := newTestCache(t, Options[string, int]{Capacity: 100, Clock: clock})
 	for i := range 50 {
-		c.SetWith(fmt.Sprint(i), i, time.Second, 1)
+		c.Set(fmt.Sprint(i), i, time.Second, 1)
 	}
-	c.SetWith("long", 0, time.Hour, 1)
+	c.Set("long", 0, time.Hour, 1)
 	clock.Advance(2 * time.Second)
-	c.Set("trigger", 1)
+	c.Set("trigger", 1, 0, 1)
 	if n := c.Len(); n != 2 {
 		t.Fatalf("Len = %d after a write past 50 deadlines, want 2", n)
 	}
 }
 
 func TestReplacingChangesDeadline(t *testing.T) {
-	clock := newFakeClock()
-	c := newCache(t, Options[string, int]{Capacity: 10, Clock: clock})
-	c.SetWith("k", 1, time.Second, 1)
-	c.SetWith("k", 2, time.Hour, 1)
+	clock := clocktest.New()
+	c := newTestCache(t, Options[string, int]{Capacity: 10, Clock: clock})
+	c.Set("k", 1, time.Second, 1)
+	c.Set("k", 2, time.Hour, 1)
 	clock.Advance(time.Minute)
 	if v, ok := c.Get("k"); !ok || v != 2 {
 		t.Fatalf("Get = %d,%v, want 2 (the replacement's TTL is an hour)", v, ok)
 	}
-	c.Set("k", 3) // no TTL at all now
+	c.Set("k", 3, 0, 1) // no TTL at all now
 	clock.Advance(48 * time.Hour)
 	if v, ok := c.Get("k"); !ok || v != 3 {
 		t.Fatalf("Get = %d,%v, want 3 (no deadline)", v, ok)
 	}
 }
 
-func TestEvictionCauses(t *testing.T) {
-	type ev struct {
-		key   string
-		value int
-		cause Cause
-	}
-	var got []ev
-	c := newCache(t, Options[string, int]{Capacity: 2, OnEvict: func(k string, v int, cause Cause) {
-		got = append(got, ev{k, v, cause})
-	}})
-	c.Set("a", 1)
-	c.Set("a", 2)
-	c.Set("b", 3)
-	c.Set("c", 4)
-	c.Delete("b")
-	c.Purge()
-	want := []ev{{"a", 1, CauseReplaced}, {"a", 2, CauseCapacity}, {"b", 3, CauseDeleted}, {"c", 4, CauseDeleted}}
-	if !slices.Equal(got, want) {
-		t.Fatalf("evictions = %v, want %v", got, want)
-	}
-}
-
-func TestOnEvictRunsOutsideLocks(t *testing.T) {
-	var c *Cache[string, int]
-	calls := 0
-	c = newCache(t, Options[string, int]{Capacity: 1, OnEvict: func(k string, _ int, _ Cause) {
-		calls++
-		// Each of these takes the lock of the shard that just evicted:
-		// it would deadlock if the callback ran under it.
-		c.Peek(k)
-		c.Len()
-		if k == "a" {
-			c.Set("x", 0)
-		}
-	}})
-	c.Set("a", 1)
-	c.Set("b", 2) // evicts a; the callback stores x, which evicts b
-	if calls != 2 {
-		t.Fatalf("OnEvict ran %d times, want 2", calls)
-	}
-	if v, ok := c.Peek("x"); !ok || v != 0 {
-		t.Fatal("the write made from OnEvict was lost")
-	}
-}
-
 func TestMaxWeight(t *testing.T) {
-	c := newCache(t, Options[string, int]{Capacity: 100, MaxWeight: 100, Shards: 1})
+	c := newTestCache(t, Options[string, int]{Capacity: 100, MaxWeight: 100})
 	for i := range 10 {
-		if !c.SetWith(fmt.Sprint(i), i, 0, 30) {
-			t.Fatalf("SetWith %d refused", i)
-		}
-		if w := c.Weight(); w > 100 {
+		c.Set(fmt.Sprint(i), i, 0, 30)
+		if w := c.weight.Load(); w > 100 {
 			t.Fatalf("weight %d over MaxWeight 100", w)
 		}
 	}
-	if c.Len() != 3 || c.Weight() != 90 {
-		t.Fatalf("Len %d weight %d, want 3 and 90", c.Len(), c.Weight())
+	if c.Len() != 3 || c.weight.Load() != 90 {
+		t.Fatalf("Len %d weight %d, want 3 and 90", c.Len(), c.weight.Load())
 	}
-	c.Set("heavy", 1)
-	if c.SetWith("heavy", 2, 0, 101) {
-		t.Fatal("an entry heavier than MaxWeight was stored")
+	for i := 7; i < 10; i++ {
+		if _, ok := c.Peek(fmt.Sprint(i)); !ok {
+			t.Fatalf("%d evicted; the three most recent should remain", i)
+		}
 	}
-	if _, ok := c.Peek("heavy"); ok {
-		t.Fatal("the refused write left the older value of its key in place")
+	if st := c.Stats(); st.Evictions != 7 {
+		t.Fatalf("Evictions = %d, want 7", st.Evictions)
 	}
-	if c.SetWith("neg", 1, 0, -1) {
-		t.Fatal("a negative weight was accepted")
+}
+
+// A write that cannot be stored drops the value its key had, so that the
+// cache never keeps a value older than the one the caller meant to store.
+func TestUnstorableSetDropsOldValue(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		ttl    time.Duration
+		weight int64
+	}{
+		{"heavier than MaxWeight", 0, 101},
+		{"negative weight", 0, -1},
+		{"negative ttl", -time.Second, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newTestCache(t, Options[string, int]{Capacity: 10, MaxWeight: 100})
+			c.Set("k", 1, 0, 1)
+			g := c.StartFill()
+			c.Set("k", 2, tc.ttl, tc.weight)
+			if _, ok := c.Peek("k"); ok {
+				t.Fatal("the older value is still cached")
+			}
+			if c.Len() != 0 || c.weight.Load() != 0 {
+				t.Fatalf("Len %d weight %d, want 0 and 0", c.Len(), c.weight.Load())
+			}
+			if c.Fill(g, "k", 3, 0, 1) {
+				t.Fatal("the unstorable Set did not stamp its key: an older fill stored")
+			}
+		})
 	}
 }
 
@@ -371,9 +359,6 @@ func TestOptionsValidation(t *testing.T) {
 		{"negative capacity", Options[string, int]{Capacity: -1}, "Capacity"},
 		{"negative weight", Options[string, int]{Capacity: 1, MaxWeight: -1}, "MaxWeight"},
 		{"negative TTL", Options[string, int]{Capacity: 1, TTL: -time.Second}, "TTL"},
-		{"shards not a power of two", Options[string, int]{Capacity: 100, Shards: 3}, "Shards"},
-		{"too many shards", Options[string, int]{Capacity: 1000, Shards: 512}, "Shards"},
-		{"shards above capacity", Options[string, int]{Capacity: 2, Shards: 4}, "Shards"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -392,20 +377,37 @@ func TestOptionsValidation(t *testing.T) {
 	}
 }
 
-func TestDefaultShardCounts(t *testing.T) {
+func TestShardCounts(t *testing.T) {
 	for _, tc := range []struct{ capacity, shards int }{
 		{1, 1}, {511, 1}, {512, 2}, {10000, 32}, {100000, 64}, {1 << 24, 64},
 	} {
-		o := Options[string, int]{Capacity: tc.capacity}
-		if got := o.shardCount(); got != tc.shards {
+		if got := shardCount(tc.capacity); got != tc.shards {
 			t.Errorf("capacity %d: %d shards, want %d", tc.capacity, got, tc.shards)
 		}
 	}
 }
 
+func TestStats(t *testing.T) {
+	clock := clocktest.New()
+	c := newTestCache(t, Options[string, int]{Capacity: 2, Clock: clock})
+	c.Set("a", 1, time.Second, 1)
+	c.Set("b", 2, 0, 1)
+	c.Get("a")
+	c.Get("a")
+	c.Get("absent")
+	c.Set("c", 3, 0, 1) // evicts b
+	clock.Advance(time.Second)
+	c.Get("a") // expired: a miss
+	c.Set("d", 4, 0, 1)
+	want := Stats{Hits: 2, Misses: 2, Evictions: 1, Expirations: 1}
+	if st := c.Stats(); st != want {
+		t.Fatalf("Stats = %+v, want %+v", st, want)
+	}
+}
+
 func TestConcurrentUse(t *testing.T) {
 	for _, capacity := range []int{64, 5000} {
-		c := newCache(t, Options[string, int]{Capacity: capacity, TTL: time.Hour, MaxWeight: int64(capacity) * 4})
+		c := newTestCache(t, Options[string, int]{Capacity: capacity, TTL: time.Hour, MaxWeight: int64(capacity) * 4})
 		var wg sync.WaitGroup
 		for g := range 8 {
 			wg.Go(func() {
@@ -422,8 +424,12 @@ func TestConcurrentUse(t *testing.T) {
 						if i%1000 == 0 {
 							c.Purge()
 						}
-					case 3, 4, 5:
-						c.SetWith(k, i, 0, int64(r.IntN(4)))
+					case 3:
+						c.SetIfUnchanged(c.StartFill(), k, i, 0, 1)
+					case 4, 5:
+						c.Set(k, i, 0, int64(r.IntN(4)))
+					case 6:
+						c.Peek(k)
 					default:
 						if v, ok := c.Get(k); ok && v < 0 {
 							t.Errorf("impossible value %d", v)
@@ -433,8 +439,8 @@ func TestConcurrentUse(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		if c.Len() > capacity || c.Weight() > int64(capacity)*4 {
-			t.Fatalf("Len %d weight %d beyond capacity %d / weight %d", c.Len(), c.Weight(), capacity, capacity*4)
+		if c.Len() > capacity || c.weight.Load() > int64(capacity)*4 {
+			t.Fatalf("Len %d weight %d beyond capacity %d / weight %d", c.Len(), c.weight.Load(), capacity, capacity*4)
 		}
 	}
 }
@@ -444,7 +450,7 @@ func TestCloseStopsClockGoroutine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Set("k", 1)
+	c.Set("k", 1, 0, 1)
 	c.Close()
 	c.Close() // idempotent
 	goleak.VerifyNone(t)
@@ -485,47 +491,19 @@ func TestDefaultClockParksAndWakes(t *testing.T) {
 // (another shard's writer in flight, simulated here), the eviction loop
 // must not walk past the shard's last entry into the list's sentinel.
 func TestTinyTTLWhileOverBound(t *testing.T) {
-	c := newCache(t, Options[string, int]{Capacity: 4})
-	c.Set("a", 1)
+	c := newTestCache(t, Options[string, int]{Capacity: 4})
+	c.Set("a", 1, 0, 1)
 	c.size.Add(10) // as if writers elsewhere had the cache over its bound
-	if !c.SetWith("tiny", 2, time.Microsecond, 1) {
-		t.Fatal("SetWith refused")
-	}
+	c.Set("tiny", 2, time.Microsecond, 1)
 	c.size.Add(-10)
 	if _, ok := c.Get("tiny"); ok {
 		t.Fatal("an entry past its deadline was returned")
 	}
-	if c.Len() < 0 || c.Len() != len(c.shards[0].m) {
-		t.Fatalf("Len %d, entries %d: the count drifted", c.Len(), len(c.shards[0].m))
+	if c.Len() < 0 || c.Len() != len(lruOrder(c)) {
+		t.Fatalf("Len %d, entries %d: the count drifted", c.Len(), len(lruOrder(c)))
 	}
-	c.Set("b", 3) // the shard's list must still be intact
+	c.Set("b", 3, 0, 1) // the shard's list must still be intact
 	if _, ok := c.Get("b"); !ok {
 		t.Fatal("the shard is broken after the tiny-TTL store")
-	}
-}
-
-func TestGetInto(t *testing.T) {
-	clock := newFakeClock()
-	c := newCache(t, Options[string, int]{Capacity: 2, Clock: clock})
-	c.SetWith("a", 1, time.Second, 1)
-	c.Set("b", 2)
-	dst := -1
-	if !c.GetInto("a", &dst) || dst != 1 {
-		t.Fatalf("GetInto(a) = %d", dst)
-	}
-	dst = -1
-	if c.GetInto("missing", &dst) || dst != -1 {
-		t.Fatalf("a miss wrote %d into dst", dst)
-	}
-	c.Set("c", 3) // a was used more recently than b: b goes
-	if _, ok := c.Peek("b"); ok {
-		t.Fatal("GetInto did not mark a as recently used")
-	}
-	clock.Advance(time.Second)
-	if c.GetInto("a", &dst) || dst != -1 {
-		t.Fatal("GetInto returned an expired entry")
-	}
-	if st := c.Stats(); st.Hits != 1 || st.Misses != 2 || st.Expirations != 1 {
-		t.Fatalf("stats = %+v", st)
 	}
 }

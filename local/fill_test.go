@@ -3,13 +3,10 @@ package local
 import (
 	"fmt"
 	"testing"
-	"time"
-
-	"github.com/tier-cache/tier/internal/clocktest"
 )
 
-// otherStampKey returns a key that shares neither shard stamp with key,
-// so that invalidating it must not disturb fills of key.
+// otherStampKey returns a key that shares no stamp with key, so that
+// invalidating it must not disturb fills of key.
 func otherStampKey(c *Cache[string, int], key string) string {
 	_, h := c.locate(key)
 	for i := 0; ; i++ {
@@ -23,9 +20,10 @@ func otherStampKey(c *Cache[string, int], key string) string {
 func TestFillGuardInterleavings(t *testing.T) {
 	type step func(c *Cache[string, int])
 	del := func(c *Cache[string, int]) { c.Delete("k") }
-	set := func(c *Cache[string, int]) { c.Set("k", 99) }
+	set := func(c *Cache[string, int]) { c.Set("k", 99, 0, 1) }
 	purge := func(c *Cache[string, int]) { c.Purge() }
 	delOther := func(c *Cache[string, int]) { c.Delete(otherStampKey(c, "k")) }
+	fillOther := func(c *Cache[string, int]) { c.Fill(c.StartFill(), "k", 5, 0, 1) }
 	cases := []struct {
 		name         string
 		before       step // before StartFill
@@ -46,18 +44,17 @@ func TestFillGuardInterleavings(t *testing.T) {
 		{name: "purge during the load", during: purge, stored: false, wantPresent: false},
 		{name: "purge after the fill", after: purge, stored: true, wantPresent: false},
 		{name: "delete of another key during the load", during: delOther, stored: true, want: 1, wantPresent: true},
+		{name: "another fill during the load", during: fillOther, stored: true, want: 1, wantPresent: true},
 	}
 	for _, tc := range cases {
 		for _, shards := range []int{1, 8} {
 			t.Run(fmt.Sprintf("%s/%d shards", tc.name, shards), func(t *testing.T) {
-				c := newCache(t, Options[string, int]{Capacity: 64, Shards: shards})
+				c := newShardedCache(t, Options[string, int]{Capacity: 64}, shards)
 				if tc.preloadValue {
-					c.Set("k", 7)
+					c.Set("k", 7, 0, 1)
 				}
-				for _, s := range []step{tc.before} {
-					if s != nil {
-						s(c)
-					}
+				if tc.before != nil {
+					tc.before(c)
 				}
 				g := c.StartFill()
 				if tc.during != nil {
@@ -79,10 +76,10 @@ func TestFillGuardInterleavings(t *testing.T) {
 }
 
 func TestFillGuardOnlyRefusesOwnInvalidations(t *testing.T) {
-	c := newCache(t, Options[string, int]{Capacity: 1000})
+	c := newTestCache(t, Options[string, int]{Capacity: 1000})
 	g := c.StartFill()
 	other := otherStampKey(c, "k")
-	c.Set(other, 1)
+	c.Set(other, 1, 0, 1)
 	c.Delete(other)
 	if !c.Fill(g, "k", 1, 0, 1) {
 		t.Fatal("a write to an unrelated key refused the fill")
@@ -95,10 +92,32 @@ func TestFillGuardOnlyRefusesOwnInvalidations(t *testing.T) {
 	}
 }
 
+// Two keys that share a stamp may refuse each other's fills: needlessly,
+// never wrongly.
+func TestFillGuardSharedStampRefuses(t *testing.T) {
+	c := newTestCache(t, Options[string, int]{Capacity: 64})
+	_, h := c.locate("k")
+	twin := ""
+	for i := 0; twin == ""; i++ {
+		k := fmt.Sprint("twin-", i)
+		if s, h2 := c.locate(k); s == &c.shards[h>>c.shift] && h2&c.stampMask == h&c.stampMask {
+			twin = k
+		}
+	}
+	g := c.StartFill()
+	c.Delete(twin)
+	if c.Fill(g, "k", 1, 0, 1) {
+		t.Fatal("a fill stored although a key sharing its stamp changed")
+	}
+	if _, ok := c.Peek("k"); ok {
+		t.Fatal("the refused fill stored")
+	}
+}
+
 func TestSetIfUnchanged(t *testing.T) {
 	for _, shards := range []int{1, 8} {
 		t.Run(fmt.Sprint(shards, " shards"), func(t *testing.T) {
-			c := newCache(t, Options[string, int]{Capacity: 64, Shards: shards})
+			c := newShardedCache(t, Options[string, int]{Capacity: 64}, shards)
 
 			// Nothing happened since the guard: it stores, over a fill made
 			// after the guard (fills do not count as changes).
@@ -124,15 +143,14 @@ func TestSetIfUnchanged(t *testing.T) {
 
 			// Any change after the guard refuses it and is kept.
 			for name, change := range map[string]func(){
-				"delete":  func() { c.Delete("k") },
-				"set":     func() { c.Set("k", 50) },
-				"replace": func() { c.Replace("k", 60, 0, 1) },
-				"purge":   func() { c.Purge() },
+				"delete": func() { c.Delete("k") },
+				"set":    func() { c.Set("k", 50, 0, 1) },
+				"purge":  func() { c.Purge() },
 				"another SetIfUnchanged": func() {
 					c.SetIfUnchanged(c.StartFill(), "k", 70, 0, 1)
 				},
 			} {
-				c.Set("k", 4)
+				c.Set("k", 4, 0, 1)
 				g := c.StartFill()
 				change()
 				want, wantOK := c.Peek("k")
@@ -147,93 +165,16 @@ func TestSetIfUnchanged(t *testing.T) {
 	}
 }
 
-func TestReplace(t *testing.T) {
-	for _, shards := range []int{1, 8} {
-		t.Run(fmt.Sprint(shards, " shards"), func(t *testing.T) {
-			c := newCache(t, Options[string, int]{Capacity: 64, Shards: shards})
-			// An absent key stays absent, but fills guarded before the
-			// Replace are refused: they read what the news replaced.
-			g := c.StartFill()
-			if c.Replace("k", 1, 0, 1) {
-				t.Fatal("Replace stored an absent key")
-			}
-			if _, ok := c.Peek("k"); ok {
-				t.Fatal("Replace made an absent key present")
-			}
-			if c.Fill(g, "k", 0, 0, 1) {
-				t.Fatal("a fill guarded before Replace stored")
-			}
-			if !c.Fill(c.StartFill(), "k", 0, 0, 1) {
-				t.Fatal("a fill guarded after Replace was refused")
-			}
-			// A present key takes the value and the new TTL and weight.
-			g = c.StartFill()
-			if !c.Replace("k", 2, time.Hour, 3) {
-				t.Fatal("Replace refused a present key")
-			}
-			if v, _ := c.Peek("k"); v != 2 {
-				t.Fatalf("Peek = %d, want 2", v)
-			}
-			if ttl, _ := c.TTL("k"); ttl <= 59*time.Minute {
-				t.Fatalf("TTL = %v, want about an hour", ttl)
-			}
-			if c.Weight() != 3 {
-				t.Fatalf("Weight = %d, want 3", c.Weight())
-			}
-			if c.Fill(g, "k", 0, 0, 1) {
-				t.Fatal("a fill guarded before Replace stored over it")
-			}
-		})
+// A refused SetIfUnchanged is not a change: it stamps nothing.
+func TestRefusedSetIfUnchangedStampsNothing(t *testing.T) {
+	c := newTestCache(t, Options[string, int]{Capacity: 64})
+	old := c.StartFill()
+	c.Set("k", 1, 0, 1)
+	g := c.StartFill()
+	if c.SetIfUnchanged(old, "k", 2, 0, 1) {
+		t.Fatal("SetIfUnchanged stored over a newer Set")
 	}
-}
-
-func TestReplaceOfExpiredKeyDoesNotRevive(t *testing.T) {
-	clock := clocktest.New()
-	c := newCache(t, Options[string, int]{Capacity: 64, Clock: clock})
-	c.SetWith("k", 1, time.Second, 1)
-	clock.Advance(2 * time.Second)
-	if c.Replace("k", 2, time.Hour, 1) {
-		t.Fatal("Replace revived an expired key")
-	}
-	if _, ok := c.Get("k"); ok {
-		t.Fatal("an expired key is present")
-	}
-}
-
-func TestContains(t *testing.T) {
-	clock := clocktest.New()
-	c := newCache(t, Options[string, int]{Capacity: 64, Clock: clock})
-	c.SetWith("k", 1, time.Second, 1)
-	if !c.Contains("k") || c.Contains("other") {
-		t.Fatal("Contains disagrees with what was stored")
-	}
-	if st := c.Stats(); st.Hits != 0 || st.Misses != 0 {
-		t.Fatalf("Contains counted %d hits, %d misses", st.Hits, st.Misses)
-	}
-	clock.Advance(2 * time.Second)
-	if c.Contains("k") {
-		t.Fatal("Contains reports an expired key")
-	}
-}
-
-func TestGetIntoLeft(t *testing.T) {
-	clock := clocktest.New()
-	c := newCache(t, Options[string, int]{Capacity: 64, Clock: clock})
-	c.SetWith("k", 1, 10*time.Second, 1)
-	clock.Advance(4 * time.Second)
-	var v int
-	left, ok := c.GetIntoLeft("k", &v)
-	if !ok || v != 1 || left != 6*time.Second {
-		t.Fatalf("GetIntoLeft = %v, %v (value %d); want 6s, true, 1", left, ok, v)
-	}
-	if _, ok := c.GetIntoLeft("absent", &v); ok {
-		t.Fatal("an absent key was found")
-	}
-	clock.Advance(6 * time.Second)
-	if _, ok := c.GetIntoLeft("k", &v); ok {
-		t.Fatal("an expired key was found")
-	}
-	if st := c.Stats(); st.Hits != 1 || st.Misses != 2 {
-		t.Fatalf("Stats = %+v; want 1 hit, 2 misses", st)
+	if !c.Fill(g, "k", 3, 0, 1) {
+		t.Fatal("a refused SetIfUnchanged refused a later guard's fill")
 	}
 }
