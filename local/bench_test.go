@@ -56,25 +56,29 @@ func BenchmarkGet(b *testing.B) {
 	}
 }
 
-// BenchmarkGetParallel is a hit of a struct value from GOMAXPROCS goroutines.
+// BenchmarkGetParallel is a hit of a struct value from GOMAXPROCS
+// goroutines, then from twice as many.
 func BenchmarkGetParallel(b *testing.B) {
 	for _, n := range sizes {
-		b.Run(strconv.Itoa(n), func(b *testing.B) {
-			c, keys := benchCache(b, n)
-			b.ReportAllocs()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				i := start(n)
-				for pb.Next() {
-					if _, ok := c.Get(keys[i]); !ok {
-						b.Fatal("miss")
+		for _, p := range []int{1, 2} {
+			b.Run(strconv.Itoa(n)+"/x"+strconv.Itoa(p), func(b *testing.B) {
+				c, keys := benchCache(b, n)
+				b.ReportAllocs()
+				b.SetParallelism(p)
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					i := start(n)
+					for pb.Next() {
+						if _, ok := c.Get(keys[i]); !ok {
+							b.Fatal("miss")
+						}
+						if i += 7; i >= n {
+							i -= n
+						}
 					}
-					if i += 7; i >= n {
-						i -= n
-					}
-				}
+				})
 			})
-		})
+		}
 	}
 }
 

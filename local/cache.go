@@ -11,22 +11,24 @@ import (
 // Cache is a bounded LRU cache with per-entry expiry, safe for concurrent
 // use. Create one with [New]; the zero value is not usable.
 type Cache[K comparable, V any] struct {
-	shards    []shard[K, V]
-	shift     uint // a hash's top bits pick the shard: h >> shift
-	stampMask uint64
-	seed      maphash.Seed
-	ttl       time.Duration
-
+	// Read by every Get.
+	shards []shard[K, V]
+	shift  uint // a hash's top bits pick the shard: h >> shift
+	seed   maphash.Seed
 	clock  Clock
 	coarse *coarseClock // the default clock; nil when Options.Clock is set
 	slack  int64        // deadlines are judged this early (see coarseClock)
 
+	ttl       time.Duration
+	stampMask uint64
 	capacity  int64
-	maxWeight int64         // 0: unbounded
+	maxWeight int64 // 0: unbounded
+
+	_ [64]byte // keep the fields that writes change off the lines above
+
 	size      atomic.Int64  // entries in all shards
 	weight    atomic.Int64  // their total weight
 	cursor    atomic.Uint32 // where evictOther starts looking
-
 	seq       atomic.Uint64 // numbers Set, Delete and Purge for the fill guard
 	closeOnce sync.Once
 }
@@ -91,44 +93,37 @@ func (c *Cache[K, V]) locate(key K) (*shard[K, V], uint64) {
 // Get returns the value stored under key and marks it most recently used.
 // An expired entry is reported as absent.
 func (c *Cache[K, V]) Get(key K) (V, bool) {
-	s, _ := c.locate(key)
+	s, h := c.locate(key)
+	e := s.find(h, key)
+	if e == nil || c.expired(e) {
+		s.mu.Lock()
+		s.misses++
+		s.mu.Unlock()
+		var zero V
+		return zero, false
+	}
 	s.mu.Lock()
-	e := s.m[key]
-	if e == nil {
-		s.misses++
-		s.mu.Unlock()
-		var zero V
-		return zero, false
-	}
-	if e.expires != 0 && e.expires <= c.now()+c.slack {
-		s.misses++
-		s.expirations++
-		c.remove(s, e)
-		s.mu.Unlock()
-		var zero V
-		return zero, false
-	}
 	s.hits++
-	s.moveToFront(e)
-	v := e.value
+	s.touch(e)
 	s.mu.Unlock()
-	return v, true
+	return e.value, true
 }
 
 // Peek returns the value stored under key, as Get does, but without
 // marking it used and without counting a hit or a miss.
 func (c *Cache[K, V]) Peek(key K) (V, bool) {
-	s, _ := c.locate(key)
-	s.mu.Lock()
-	e := s.m[key]
-	if e == nil || (e.expires != 0 && e.expires <= c.now()+c.slack) {
-		s.mu.Unlock()
+	s, h := c.locate(key)
+	e := s.find(h, key)
+	if e == nil || c.expired(e) {
 		var zero V
 		return zero, false
 	}
-	v := e.value
-	s.mu.Unlock()
-	return v, true
+	return e.value, true
+}
+
+// expired reports whether e's deadline has passed.
+func (c *Cache[K, V]) expired(e *entry[K, V]) bool {
+	return e.expires != 0 && e.expires <= c.now()+c.slack
 }
 
 // Set stores value under key and marks it most recently used; fills
@@ -172,7 +167,7 @@ func (c *Cache[K, V]) store(key K, value V, ttl time.Duration, weight int64, mod
 	if mode != modeFill {
 		*stamp = c.seq.Add(1)
 	}
-	old := s.m[key]
+	old := s.table.Load().find(h, key)
 	if ttl < 0 || weight < 0 || (c.maxWeight > 0 && weight > c.maxWeight) {
 		if old != nil {
 			c.remove(s, old)
@@ -180,42 +175,26 @@ func (c *Cache[K, V]) store(key K, value V, ttl time.Duration, weight int64, mod
 		s.mu.Unlock()
 		return false
 	}
-	e := old
+	e := &entry[K, V]{hash: h, key: key, value: value, expires: expires, weight: weight, heapIndex: -1}
 	if old != nil {
-		old.value = value
-		s.weight += weight - old.weight
+		s.replace(old, e)
 		c.weight.Add(weight - old.weight)
-		old.weight = weight
-		switch {
-		case old.heapIndex >= 0 && expires != 0:
-			old.expires = expires
-			s.heapFix(old.heapIndex)
-		case old.heapIndex >= 0:
-			s.heapRemove(old.heapIndex)
-			old.expires = 0
-		case expires != 0:
-			old.expires = expires
-			s.heapPush(old)
-		}
-		s.moveToFront(old)
 	} else {
-		e = &entry[K, V]{key: key, value: value, expires: expires, weight: weight, heapIndex: -1}
-		s.m[key] = e
-		s.pushFront(e)
-		s.weight += weight
+		s.insert(e)
 		c.size.Add(1)
 		c.weight.Add(weight)
-		if expires != 0 {
-			s.heapPush(e)
-		}
 	}
 	c.reclaim(s, now+c.slack)
 	// Make room from this shard's least recently used end, never evicting
 	// the entry just stored (nor anything, if reclaim already removed it
 	// because its TTL was within the clock's slack); if this shard has
 	// nothing else, evictOther takes the room from the other shards.
-	for c.over() && e.prev != nil && s.ring.prev != e {
-		c.remove(s, s.ring.prev)
+	for c.over() && e.prev != nil {
+		v := s.victim(e)
+		if v == nil {
+			break
+		}
+		c.remove(s, v)
 		s.evictions++
 	}
 	s.mu.Unlock()
@@ -243,8 +222,12 @@ func (c *Cache[K, V]) evictOther(from *shard[K, V]) {
 			continue
 		}
 		s.mu.Lock()
-		for c.over() && s.ring.prev != &s.ring {
-			c.remove(s, s.ring.prev)
+		for c.over() {
+			v := s.victim(nil)
+			if v == nil {
+				break
+			}
+			c.remove(s, v)
 			s.evictions++
 		}
 		s.mu.Unlock()
@@ -275,7 +258,7 @@ func (c *Cache[K, V]) Delete(key K) bool {
 	s, h := c.locate(key)
 	s.mu.Lock()
 	s.stamps[h&c.stampMask] = c.seq.Add(1)
-	e := s.m[key]
+	e := s.table.Load().find(h, key)
 	if e != nil {
 		c.remove(s, e)
 	}
@@ -291,13 +274,9 @@ func (c *Cache[K, V]) Purge() {
 		s := &c.shards[i]
 		s.mu.Lock()
 		s.purged = seq
-		c.size.Add(-int64(len(s.m)))
+		c.size.Add(-int64(s.count))
 		c.weight.Add(-s.weight)
-		clear(s.m)
-		s.ring.next, s.ring.prev = &s.ring, &s.ring
-		clear(s.deadlines)
-		s.deadlines = s.deadlines[:0]
-		s.weight = 0
+		s.clear()
 		s.mu.Unlock()
 	}
 }

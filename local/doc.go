@@ -14,12 +14,15 @@
 //
 // # Order of eviction
 //
-// A cache is split into shards, each with its own lock and its own exact
-// LRU list. A cache with a capacity below 512 entries has one shard, so it
-// evicts in exact least-recently-used order: with capacity 2, Set a, Set
-// b, Get a, Set c evicts b. A larger cache has up to 64 shards; each
-// evicts its own least recently used entry first, so the cache as a whole
-// keeps LRU order within each shard and approximately across them.
+// A cache with a capacity below 512 entries has one shard and evicts in
+// exact least-recently-used order: with capacity 2, Set a, Set b, Get a,
+// Set c evicts b. A larger cache is split into up to 64 shards by key
+// hash, and each evicts from its own entries first.
+//
+// Each shard keeps its entries on an exact LRU list under its own lock;
+// a hit looks its entry up without the lock, then takes the lock to move
+// the entry to the front. So the cache as a whole keeps LRU order within
+// each shard and approximately across them.
 //
 // # Time
 //

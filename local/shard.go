@@ -1,23 +1,39 @@
 package local
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
-// entry is one cached value. It sits on its shard's LRU ring and, when it
-// has a deadline, in its shard's deadline heap.
+// entry is one cached value. Get reads its first fields without a lock,
+// so they never change once the entry is in its shard's table; the rest
+// belong to the shard's lock.
 type entry[K comparable, V any] struct {
-	key        K
-	value      V
-	expires    int64 // clock reading at which it expires; 0: never
+	hash    uint64
+	key     K
+	value   V
+	expires int64                       // clock reading at which it expires; 0: never
+	link    atomic.Pointer[entry[K, V]] // next in the table's chain
+
+	prev, next *entry[K, V] // on the LRU ring; nil once removed
 	weight     int64
-	prev, next *entry[K, V]
 	heapIndex  int // position in the shard's deadline heap; -1 when not in it
 }
 
-// shard is an exact LRU list of entries guarded by one mutex; the bounds
-// on count and weight are the cache's, across shards.
+// shard is a table of entries, a ring of them in order of use and a
+// deadline heap. Get and Peek look entries up without the lock; everything
+// else happens under it. The bounds on count and weight are the cache's,
+// across shards.
 type shard[K comparable, V any] struct {
+	_ [64]byte // the fields that every Get reads, on lines no write touches
+
+	table   atomic.Pointer[table[K, V]]
+	resizes atomic.Uint64 // odd while a resize relinks the table's entries
+
+	_ [64]byte
+
 	mu        sync.Mutex
-	m         map[K]*entry[K, V]
+	count     int         // entries in table
 	ring      entry[K, V] // sentinel: ring.next is the most recently used
 	deadlines []*entry[K, V]
 	weight    int64
@@ -29,14 +45,52 @@ type shard[K comparable, V any] struct {
 
 	hits, misses, evictions, expirations uint64
 
-	_ [64]byte // keep neighbouring shards' locks off this cache line
+	_ [64]byte
 }
 
+// minBuckets is the size of a shard's table when it is created or purged.
+const minBuckets = 8
+
 func (s *shard[K, V]) init(stamps int) {
-	s.m = make(map[K]*entry[K, V])
+	s.table.Store(newTable[K, V](minBuckets))
 	s.ring.next, s.ring.prev = &s.ring, &s.ring
 	s.ring.heapIndex = -1 // the sentinel is never in the heap
 	s.stamps = make([]uint64, stamps)
+}
+
+// find returns the entry of key, whose hash is h, or nil. It takes no
+// lock unless a resize ran while it looked and it found nothing: entries
+// may have been moved out of its way, so it looks again under the lock.
+func (s *shard[K, V]) find(h uint64, key K) *entry[K, V] {
+	resizes := s.resizes.Load()
+	e := s.table.Load().find(h, key)
+	if e != nil || (resizes%2 == 0 && s.resizes.Load() == resizes) {
+		return e
+	}
+	s.mu.Lock()
+	e = s.table.Load().find(h, key)
+	s.mu.Unlock()
+	return e
+}
+
+// victim returns the least recently used entry, or nil if there is none
+// other than keep.
+func (s *shard[K, V]) victim(keep *entry[K, V]) *entry[K, V] {
+	if e := s.ring.prev; e != &s.ring && e != keep {
+		return e
+	}
+	return nil
+}
+
+// touch moves e to the front of the ring, if it is still on it (a Get
+// may find an entry that a write removes before the Get locks the shard).
+func (s *shard[K, V]) touch(e *entry[K, V]) {
+	if e.prev == nil || s.ring.next == e {
+		return
+	}
+	e.prev.next = e.next
+	e.next.prev = e.prev
+	s.pushFront(e)
 }
 
 func (s *shard[K, V]) pushFront(e *entry[K, V]) {
@@ -46,29 +100,68 @@ func (s *shard[K, V]) pushFront(e *entry[K, V]) {
 	s.ring.next = e
 }
 
+// insert adds e, whose key is absent, as the most recently used entry.
+func (s *shard[K, V]) insert(e *entry[K, V]) {
+	t := s.table.Load()
+	t.insert(e)
+	s.count++
+	if s.count > len(t.buckets) {
+		s.resizes.Add(1)
+		s.table.Store(t.grown())
+		s.resizes.Add(1)
+	}
+	s.pushFront(e)
+	s.weight += e.weight
+	if e.expires != 0 {
+		s.heapPush(e)
+	}
+}
+
+// replace puts e in the place of old, which holds the same key, as the
+// most recently used entry.
+func (s *shard[K, V]) replace(old, e *entry[K, V]) {
+	s.table.Load().replace(old, e)
+	s.unlink(old)
+	s.pushFront(e)
+	s.weight += e.weight - old.weight
+	if old.heapIndex >= 0 {
+		s.heapRemove(old.heapIndex)
+	}
+	if e.expires != 0 {
+		s.heapPush(e)
+	}
+}
+
+// remove takes e out of every structure of the shard.
+func (s *shard[K, V]) remove(e *entry[K, V]) {
+	s.table.Load().remove(e)
+	s.count--
+	s.unlink(e)
+	s.weight -= e.weight
+	if e.heapIndex >= 0 {
+		s.heapRemove(e.heapIndex)
+	}
+}
+
 func (s *shard[K, V]) unlink(e *entry[K, V]) {
 	e.prev.next = e.next
 	e.next.prev = e.prev
 	e.prev, e.next = nil, nil
 }
 
-func (s *shard[K, V]) moveToFront(e *entry[K, V]) {
-	if s.ring.next == e {
-		return
+// clear removes every entry.
+func (s *shard[K, V]) clear() {
+	for e := s.ring.next; e != &s.ring; {
+		next := e.next
+		e.prev, e.next = nil, nil // so that a Get that found it does not put it back
+		e = next
 	}
-	e.prev.next = e.next
-	e.next.prev = e.prev
-	s.pushFront(e)
-}
-
-// remove takes e out of every structure of the shard.
-func (s *shard[K, V]) remove(e *entry[K, V]) {
-	delete(s.m, e.key)
-	s.unlink(e)
-	s.weight -= e.weight
-	if e.heapIndex >= 0 {
-		s.heapRemove(e.heapIndex)
-	}
+	s.ring.next, s.ring.prev = &s.ring, &s.ring
+	s.table.Store(newTable[K, V](minBuckets))
+	s.count = 0
+	clear(s.deadlines)
+	s.deadlines = s.deadlines[:0]
+	s.weight = 0
 }
 
 // The deadline heap: a binary min-heap on entry.expires, so that expired
@@ -93,13 +186,6 @@ func (s *shard[K, V]) heapRemove(i int) {
 		if !s.heapDown(i) {
 			s.heapUp(i)
 		}
-	}
-}
-
-// heapFix restores the heap after the deadline of the entry at i changed.
-func (s *shard[K, V]) heapFix(i int) {
-	if !s.heapDown(i) {
-		s.heapUp(i)
 	}
 }
 
