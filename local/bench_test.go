@@ -82,6 +82,33 @@ func BenchmarkGetParallel(b *testing.B) {
 	}
 }
 
+// BenchmarkGetHot is a few keys, the feature flags of a service, read in
+// turn by every goroutine: in a default-sized cache and in one small
+// enough to have a single shard.
+func BenchmarkGetHot(b *testing.B) {
+	for _, n := range []int{10_000, 100} {
+		for _, hot := range []int{1, 8} {
+			b.Run(strconv.Itoa(n)+"/"+strconv.Itoa(hot)+"keys", func(b *testing.B) {
+				c, keys := benchCache(b, n)
+				keys = keys[:hot]
+				b.ReportAllocs()
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					i := start(hot)
+					for pb.Next() {
+						if _, ok := c.Get(keys[i]); !ok {
+							b.Fatal("miss")
+						}
+						if i++; i == hot {
+							i = 0
+						}
+					}
+				})
+			})
+		}
+	}
+}
+
 // BenchmarkMixed is 90% hits and 10% writes from GOMAXPROCS goroutines.
 func BenchmarkMixed(b *testing.B) {
 	for _, n := range sizes {

@@ -12,12 +12,14 @@ import (
 // use. Create one with [New]; the zero value is not usable.
 type Cache[K comparable, V any] struct {
 	// Read by every Get.
-	shards []shard[K, V]
-	shift  uint // a hash's top bits pick the shard: h >> shift
-	seed   maphash.Seed
-	clock  Clock
-	coarse *coarseClock // the default clock; nil when Options.Clock is set
-	slack  int64        // deadlines are judged this early (see coarseClock)
+	shards   []shard[K, V]
+	shift    uint // a hash's top bits pick the shard: h >> shift
+	seed     maphash.Seed
+	counters []counters // hits and misses, one stripe of goroutines each
+	ctrShift uint       // goroutineHash() >> ctrShift picks a stripe
+	clock    Clock
+	coarse   *coarseClock // the default clock; nil when Options.Clock is set
+	slack    int64        // deadlines are judged this early (see coarseClock)
 
 	ttl       time.Duration
 	stampMask uint64
@@ -44,12 +46,15 @@ func New[K comparable, V any](opts Options[K, V]) (*Cache[K, V], error) {
 
 // newCache returns a cache of n shards, a power of two, for valid opts.
 func newCache[K comparable, V any](opts Options[K, V], n int) *Cache[K, V] {
+	stripes := stripeCount()
 	c := &Cache[K, V]{
-		shards: make([]shard[K, V], n),
-		shift:  uint(64 - bits.TrailingZeros(uint(n))),
-		seed:   maphash.MakeSeed(),
-		ttl:    opts.TTL,
-		clock:  opts.Clock,
+		shards:   make([]shard[K, V], n),
+		shift:    uint(64 - bits.TrailingZeros(uint(n))),
+		seed:     maphash.MakeSeed(),
+		ttl:      opts.TTL,
+		clock:    opts.Clock,
+		counters: make([]counters, stripes),
+		ctrShift: uint(64 - bits.TrailingZeros(uint(stripes))),
 	}
 	c.capacity = int64(opts.Capacity)
 	c.maxWeight = opts.MaxWeight
@@ -59,7 +64,7 @@ func newCache[K comparable, V any](opts Options[K, V], n int) *Cache[K, V] {
 	}
 	c.stampMask = uint64(stamps - 1)
 	for i := range c.shards {
-		c.shards[i].init(stamps)
+		c.shards[i].init(stamps, n == 1)
 	}
 	if c.clock == nil {
 		c.coarse = newCoarseClock()
@@ -94,18 +99,15 @@ func (c *Cache[K, V]) locate(key K) (*shard[K, V], uint64) {
 // An expired entry is reported as absent.
 func (c *Cache[K, V]) Get(key K) (V, bool) {
 	s, h := c.locate(key)
+	g := goroutineHash()
 	e := s.find(h, key)
 	if e == nil || c.expired(e) {
-		s.mu.Lock()
-		s.misses++
-		s.mu.Unlock()
+		c.counters[g>>c.ctrShift].misses.Add(1)
 		var zero V
 		return zero, false
 	}
-	s.mu.Lock()
-	s.hits++
-	s.touch(e)
-	s.mu.Unlock()
+	c.counters[g>>c.ctrShift].hits.Add(1)
+	s.recordRead(e)
 	return e.value, true
 }
 
@@ -167,6 +169,7 @@ func (c *Cache[K, V]) store(key K, value V, ttl time.Duration, weight int64, mod
 	if mode != modeFill {
 		*stamp = c.seq.Add(1)
 	}
+	s.drainReads()
 	old := s.table.Load().find(h, key)
 	if ttl < 0 || weight < 0 || (c.maxWeight > 0 && weight > c.maxWeight) {
 		if old != nil {
@@ -222,6 +225,7 @@ func (c *Cache[K, V]) evictOther(from *shard[K, V]) {
 			continue
 		}
 		s.mu.Lock()
+		s.drainReads()
 		for c.over() {
 			v := s.victim(nil)
 			if v == nil {
@@ -298,11 +302,13 @@ type Stats struct {
 // Stats returns the counters, summed over the shards.
 func (c *Cache[K, V]) Stats() Stats {
 	var st Stats
+	for i := range c.counters {
+		st.Hits += c.counters[i].hits.Load()
+		st.Misses += c.counters[i].misses.Load()
+	}
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
-		st.Hits += s.hits
-		st.Misses += s.misses
 		st.Evictions += s.evictions
 		st.Expirations += s.expirations
 		s.mu.Unlock()

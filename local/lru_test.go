@@ -16,6 +16,7 @@ func lruOrder[V any](c *Cache[string, V]) []string {
 	s := &c.shards[0]
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.drainReads()
 	var keys []string
 	for e := s.ring.prev; e != &s.ring; e = e.prev {
 		keys = append(keys, e.key)

@@ -9,26 +9,30 @@ import (
 // so they never change once the entry is in its shard's table; the rest
 // belong to the shard's lock.
 type entry[K comparable, V any] struct {
-	hash    uint64
-	key     K
-	value   V
-	expires int64                       // clock reading at which it expires; 0: never
-	link    atomic.Pointer[entry[K, V]] // next in the table's chain
+	hash uint64
+	// referenced is set by a hit in a cache of more than one shard, and
+	// cleared when the entry is given a second chance (see shard.victim).
+	referenced atomic.Bool
+	key        K
+	value      V
+	expires    int64                       // clock reading at which it expires; 0: never
+	link       atomic.Pointer[entry[K, V]] // next in the table's chain
 
 	prev, next *entry[K, V] // on the LRU ring; nil once removed
 	weight     int64
 	heapIndex  int // position in the shard's deadline heap; -1 when not in it
 }
 
-// shard is a table of entries, a ring of them in order of use and a
-// deadline heap. Get and Peek look entries up without the lock; everything
-// else happens under it. The bounds on count and weight are the cache's,
-// across shards.
+// shard is a table of entries, a ring of them in order of use, a deadline
+// heap and, in a cache of one shard, a read buffer. Get reads the table and
+// records its hit (see reads.go) without the lock; everything else happens
+// under it. The bounds on count and weight are the cache's, across shards.
 type shard[K comparable, V any] struct {
 	_ [64]byte // the fields that every Get reads, on lines no write touches
 
 	table   atomic.Pointer[table[K, V]]
-	resizes atomic.Uint64 // odd while a resize relinks the table's entries
+	resizes atomic.Uint64     // odd while a resize relinks the table's entries
+	reads   *readBuffer[K, V] // the hits not yet applied to ring; nil unless the cache's only shard
 
 	_ [64]byte
 
@@ -43,7 +47,7 @@ type shard[K comparable, V any] struct {
 	stamps []uint64
 	purged uint64
 
-	hits, misses, evictions, expirations uint64
+	evictions, expirations uint64
 
 	_ [64]byte
 }
@@ -51,8 +55,11 @@ type shard[K comparable, V any] struct {
 // minBuckets is the size of a shard's table when it is created or purged.
 const minBuckets = 8
 
-func (s *shard[K, V]) init(stamps int) {
+func (s *shard[K, V]) init(stamps int, exact bool) {
 	s.table.Store(newTable[K, V](minBuckets))
+	if exact {
+		s.reads = new(readBuffer[K, V])
+	}
 	s.ring.next, s.ring.prev = &s.ring, &s.ring
 	s.ring.heapIndex = -1 // the sentinel is never in the heap
 	s.stamps = make([]uint64, stamps)
@@ -73,17 +80,50 @@ func (s *shard[K, V]) find(h uint64, key K) *entry[K, V] {
 	return e
 }
 
-// victim returns the least recently used entry, or nil if there is none
-// other than keep.
-func (s *shard[K, V]) victim(keep *entry[K, V]) *entry[K, V] {
-	if e := s.ring.prev; e != &s.ring && e != keep {
-		return e
+// recordRead notes that e was read. A lone shard buffers the read, to
+// apply it in order; others mark e, for its second chance.
+func (s *shard[K, V]) recordRead(e *entry[K, V]) {
+	if s.reads == nil {
+		if !e.referenced.Load() {
+			e.referenced.Store(true)
+		}
+		return
 	}
-	return nil
+	if s.reads.add(e) && s.mu.TryLock() {
+		s.reads.drain(s.touch)
+		s.mu.Unlock()
+	}
 }
 
-// touch moves e to the front of the ring, if it is still on it (a Get
-// may find an entry that a write removes before the Get locks the shard).
+// drainReads moves the entries that reads recorded to the front of the
+// ring, in the order they were read. The caller holds the lock; every
+// write drains before it changes the ring.
+func (s *shard[K, V]) drainReads() {
+	if s.reads != nil {
+		s.reads.drain(s.touch)
+	}
+}
+
+// victim returns the entry to evict, or nil if there is none other than
+// keep: the least recently used entry, once those that a hit marked
+// since they were last here have been moved to the front, unmarked.
+func (s *shard[K, V]) victim(keep *entry[K, V]) *entry[K, V] {
+	for {
+		e := s.ring.prev
+		switch {
+		case e == &s.ring || e == keep && e.prev == &s.ring:
+			return nil
+		case e == keep || e.referenced.Load():
+			e.referenced.Store(false)
+			s.touch(e)
+		default:
+			return e
+		}
+	}
+}
+
+// touch moves e to the front of the ring, if it is still on it (a hit
+// may find an entry that a write removes before the hit is applied).
 func (s *shard[K, V]) touch(e *entry[K, V]) {
 	if e.prev == nil || s.ring.next == e {
 		return
@@ -153,7 +193,7 @@ func (s *shard[K, V]) unlink(e *entry[K, V]) {
 func (s *shard[K, V]) clear() {
 	for e := s.ring.next; e != &s.ring; {
 		next := e.next
-		e.prev, e.next = nil, nil // so that a Get that found it does not put it back
+		e.prev, e.next = nil, nil // so that a hit that found it does not put it back
 		e = next
 	}
 	s.ring.next, s.ring.prev = &s.ring, &s.ring
