@@ -169,7 +169,6 @@ func (c *Cache[K, V]) store(key K, value V, ttl time.Duration, weight int64, mod
 	if mode != modeFill {
 		*stamp = c.seq.Add(1)
 	}
-	s.drainReads()
 	old := s.table.Load().find(h, key)
 	if ttl < 0 || weight < 0 || (c.maxWeight > 0 && weight > c.maxWeight) {
 		if old != nil {
@@ -225,7 +224,6 @@ func (c *Cache[K, V]) evictOther(from *shard[K, V]) {
 			continue
 		}
 		s.mu.Lock()
-		s.drainReads()
 		for c.over() {
 			v := s.victim(nil)
 			if v == nil {
@@ -289,29 +287,4 @@ func (c *Cache[K, V]) Purge() {
 // has removed yet.
 func (c *Cache[K, V]) Len() int {
 	return int(c.size.Load())
-}
-
-// Stats counts what a cache has done since it was created.
-type Stats struct {
-	Hits        uint64 // Get found a live entry
-	Misses      uint64 // Get found none, or an expired one
-	Evictions   uint64 // entries removed to make room
-	Expirations uint64 // entries removed because their deadline passed
-}
-
-// Stats returns the counters, summed over the shards.
-func (c *Cache[K, V]) Stats() Stats {
-	var st Stats
-	for i := range c.counters {
-		st.Hits += c.counters[i].hits.Load()
-		st.Misses += c.counters[i].misses.Load()
-	}
-	for i := range c.shards {
-		s := &c.shards[i]
-		s.mu.Lock()
-		st.Evictions += s.evictions
-		st.Expirations += s.expirations
-		s.mu.Unlock()
-	}
-	return st
 }

@@ -7,9 +7,8 @@
 //     [Options.MaxWeight] is set, more than that total weight;
 //   - [Cache.Get] and [Cache.Peek] never return an entry whose deadline
 //     has passed;
-//   - a hit allocates nothing and takes no lock shared by the whole cache;
-//     it does not wait for its shard's lock either, unless it runs while
-//     that shard's table grows;
+//   - a hit allocates nothing and never waits for a lock shared by the
+//     whole cache (see Order of eviction for the one lock it may take);
 //   - a value stored by [Cache.Fill] with a [FillGuard] is stored only if
 //     no Set, SetIfUnchanged or Delete of its key, and no Purge, happened
 //     after the guard was taken (see Fill guard below).
@@ -21,26 +20,26 @@
 // Set c evicts b. A larger cache is split into up to 64 shards by key
 // hash, and each evicts from its own entries first.
 //
-// Each shard keeps its entries on a list in order of use, which only its
-// writes change, under the shard's lock; a hit takes no lock, so it only
-// records that it happened. In a cache of one shard, hits are recorded in
-// a buffer in the order they happen, and every write first moves the
-// buffered entries to the front in that order, so a sequence of calls
-// from one goroutine sees exact LRU order; hits from goroutines running at
-// the same time may be dropped from the buffer when it is full. In a cache
-// of more shards, a hit sets a mark on its entry, if it is not set
-// already, and eviction passes over marked entries once, clearing the
+// Each shard keeps its entries on a list in order of use, which its
+// writes change under the shard's lock. A hit in a cache of one shard
+// moves its entry to the front at once if the lock is free, so a sequence
+// of calls from one goroutine sees exact LRU order. A hit in a cache of
+// more shards takes no lock: it sets a mark on its entry, if it is not
+// set already, and eviction passes over marked entries once, clearing the
 // mark and moving them to the front (the CLOCK, or second-chance,
-// approximation of LRU): an entry read since it last reached the end of
-// the list is never evicted before one that was not, but two entries read
-// in that time count as equally recent.
+// approximation of LRU). An entry read since it last reached the end of
+// the list is then never evicted before one that was not, but two entries
+// read in that time count as equally recent. A cache of one shard
+// switches to marks for good the first time a hit finds the lock taken,
+// which only another goroutine, reading or writing at the same time, can
+// cause: under concurrency its order is approximate too.
 //
-// That choice is what lets hits scale across cores. Moving entries on the
-// list, even later and in batches as a read buffer allows, writes the
-// entries that other cores are reading, while a mark is written once and
-// then only read, so a hot key read by every core stays in every core's
-// cache. The hits and misses of [Cache.Stats] are counted per stripe of
-// goroutines, for the same reason.
+// Marks are what let hits scale across cores. Moving an entry on the
+// list, at once or later from a buffer of reads, writes the list's head
+// and the entries next to it, which other cores are reading; a mark is
+// written once and then only read, so a hot key read by every core stays
+// in every core's cache. The hits and misses of [Cache.Stats] are counted
+// per stripe of goroutines, for the same reason.
 //
 // # Time
 //

@@ -8,12 +8,13 @@ import (
 	"github.com/tier-cache/tier/internal/clocktest"
 )
 
-// Both kinds of cache: one shard (exact order, read buffer) and several
-// (second chance).
+// Both kinds of cache: one shard (exact order) and several (marks and
+// second chances).
 var shardCases = []int{1, 8}
 
-// A hit takes no lock: Gets finish while every shard's lock is held.
-func TestHitTakesNoLock(t *testing.T) {
+// A hit never waits for a lock: Gets finish while every shard's lock is
+// held.
+func TestHitNeverWaitsForALock(t *testing.T) {
 	for _, shards := range shardCases {
 		t.Run(fmt.Sprint(shards, " shards"), func(t *testing.T) {
 			c := newShardedCache(t, Options[string, int]{Capacity: 100, TTL: time.Hour}, shards)
@@ -25,7 +26,7 @@ func TestHitTakesNoLock(t *testing.T) {
 			}
 			done := make(chan error)
 			go func() {
-				for i := range 1000 { // more than a read buffer holds
+				for i := range 1000 {
 					if v, ok := c.Get(fmt.Sprint(i % 10)); !ok || v != i%10 {
 						done <- fmt.Errorf("Get(%d) = %d,%v", i%10, v, ok)
 						return
@@ -97,23 +98,6 @@ func TestSecondChance(t *testing.T) {
 	}
 }
 
-// Reads buffered before a Purge do not bring purged entries back into the
-// order of a cache of one shard.
-func TestPurgeDropsBufferedReads(t *testing.T) {
-	c := newTestCache(t, Options[string, int]{Capacity: 4})
-	c.Set("a", 1, 0, 1)
-	c.Set("b", 2, 0, 1)
-	c.Get("a")
-	c.Get("b")
-	c.Purge()
-	c.Get("a")
-	c.Set("c", 3, 0, 1)
-	wantOrder(t, c, []string{"c"})
-	if c.Len() != 1 {
-		t.Fatalf("Len = %d, want 1", c.Len())
-	}
-}
-
 func TestExpiredNeverReturned(t *testing.T) {
 	for _, shards := range shardCases {
 		t.Run(fmt.Sprint(shards, " shards"), func(t *testing.T) {
@@ -133,5 +117,45 @@ func TestExpiredNeverReturned(t *testing.T) {
 				clock.Advance(time.Second)
 			}
 		})
+	}
+}
+
+// A lone shard keeps exact order until a hit finds its lock taken, here
+// by a write in progress; from then on it marks.
+func TestLoneShardSwitchesToMarks(t *testing.T) {
+	c := newTestCache(t, Options[string, int]{Capacity: 64})
+	for i := range 40 {
+		c.Set(fmt.Sprint(i), i, 0, 1)
+	}
+	for i := range 16 {
+		c.Get(fmt.Sprint(i)) // 16..39 are now the oldest, then 0..15
+	}
+	s := &c.shards[0]
+	if s.marking.Load() {
+		t.Fatal("the shard switched with no other goroutine about")
+	}
+	s.mu.Lock()
+	c.Get("39")
+	s.mu.Unlock()
+	if !s.marking.Load() {
+		t.Fatal("the shard did not switch when a hit found its lock taken")
+	}
+	if _, h := c.locate("39"); !s.find(h, "39").referenced.Load() {
+		t.Fatal("that hit did not mark its entry")
+	}
+	// Evicting 24 entries takes 16..38, passes over 39, whose mark gives
+	// it a second chance, and takes 0.
+	for i := 40; i < 64+24; i++ {
+		c.Set(fmt.Sprint(i), i, 0, 1)
+	}
+	for _, k := range []string{"16", "38", "0"} {
+		if _, ok := c.Peek(k); ok {
+			t.Fatalf("%s survived", k)
+		}
+	}
+	for _, k := range []string{"39", "1", "15"} {
+		if _, ok := c.Peek(k); !ok {
+			t.Fatalf("%s was evicted", k)
+		}
 	}
 }

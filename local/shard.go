@@ -23,16 +23,16 @@ type entry[K comparable, V any] struct {
 	heapIndex  int // position in the shard's deadline heap; -1 when not in it
 }
 
-// shard is a table of entries, a ring of them in order of use, a deadline
-// heap and, in a cache of one shard, a read buffer. Get reads the table and
-// records its hit (see reads.go) without the lock; everything else happens
-// under it. The bounds on count and weight are the cache's, across shards.
+// shard is a table of entries, a ring of them in order of use and a
+// deadline heap. Get reads the table and records its hit without waiting
+// for the lock (see recordRead); everything else happens under it. The
+// bounds on count and weight are the cache's, across shards.
 type shard[K comparable, V any] struct {
 	_ [64]byte // the fields that every Get reads, on lines no write touches
 
 	table   atomic.Pointer[table[K, V]]
-	resizes atomic.Uint64     // odd while a resize relinks the table's entries
-	reads   *readBuffer[K, V] // the hits not yet applied to ring; nil unless the cache's only shard
+	resizes atomic.Uint64 // odd while a resize relinks the table's entries
+	marking atomic.Bool   // hits mark entries rather than move them (see recordRead)
 
 	_ [64]byte
 
@@ -57,9 +57,7 @@ const minBuckets = 8
 
 func (s *shard[K, V]) init(stamps int, exact bool) {
 	s.table.Store(newTable[K, V](minBuckets))
-	if exact {
-		s.reads = new(readBuffer[K, V])
-	}
+	s.marking.Store(!exact)
 	s.ring.next, s.ring.prev = &s.ring, &s.ring
 	s.ring.heapIndex = -1 // the sentinel is never in the heap
 	s.stamps = make([]uint64, stamps)
@@ -80,27 +78,30 @@ func (s *shard[K, V]) find(h uint64, key K) *entry[K, V] {
 	return e
 }
 
-// recordRead notes that e was read. A lone shard buffers the read, to
-// apply it in order; others mark e, for its second chance.
+// recordRead notes that e was read, without waiting for the lock.
+//
+// Moving e to the front of the ring would write the ring's head and the
+// entries next to e, which other cores read, under a lock they all take.
+// So a hit only sets e's referenced mark, if it is not set already, and
+// eviction gives marked entries a second chance (see victim): a hit then
+// writes nothing another core reads, and a hot key is read-only.
+//
+// The cache's only shard moves e to the front instead, for exact LRU
+// order, if its lock is free. The first time it is not, because another
+// goroutine holds it, the shard switches to marks for good: its hits come
+// from goroutines running at the same time, whose order is approximate
+// anyway, and would contend on the lock.
 func (s *shard[K, V]) recordRead(e *entry[K, V]) {
-	if s.reads == nil {
-		if !e.referenced.Load() {
-			e.referenced.Store(true)
+	if !s.marking.Load() {
+		if s.mu.TryLock() {
+			s.touch(e)
+			s.mu.Unlock()
+			return
 		}
-		return
+		s.marking.Store(true)
 	}
-	if s.reads.add(e) && s.mu.TryLock() {
-		s.reads.drain(s.touch)
-		s.mu.Unlock()
-	}
-}
-
-// drainReads moves the entries that reads recorded to the front of the
-// ring, in the order they were read. The caller holds the lock; every
-// write drains before it changes the ring.
-func (s *shard[K, V]) drainReads() {
-	if s.reads != nil {
-		s.reads.drain(s.touch)
+	if !e.referenced.Load() {
+		e.referenced.Store(true)
 	}
 }
 
