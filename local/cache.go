@@ -3,6 +3,7 @@ package local
 import (
 	"hash/maphash"
 	"math/bits"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,7 +17,8 @@ type Cache[K comparable, V any] struct {
 	shift    uint // a hash's top bits pick the shard: h >> shift
 	seed     maphash.Seed
 	counters []counters // hits and misses, one stripe of goroutines each
-	ctrShift uint       // goroutineHash() >> ctrShift picks a stripe
+	salt     uint64     // and ctrShift: see counter
+	ctrShift uint
 	clock    Clock
 	coarse   *coarseClock // the default clock; nil when Options.Clock is set
 	slack    int64        // deadlines are judged this early (see coarseClock)
@@ -54,6 +56,7 @@ func newCache[K comparable, V any](opts Options[K, V], n int) *Cache[K, V] {
 		ttl:      opts.TTL,
 		clock:    opts.Clock,
 		counters: make([]counters, stripes),
+		salt:     rand.Uint64(),
 		ctrShift: uint(64 - bits.TrailingZeros(uint(stripes))),
 	}
 	c.capacity = int64(opts.Capacity)
@@ -99,15 +102,15 @@ func (c *Cache[K, V]) locate(key K) (*shard[K, V], uint64) {
 // An expired entry is reported as absent.
 func (c *Cache[K, V]) Get(key K) (V, bool) {
 	s, h := c.locate(key)
-	g := goroutineHash()
 	e := s.find(h, key)
 	if e == nil || c.expired(e) {
-		c.counters[g>>c.ctrShift].misses.Add(1)
+		c.counter().misses.Add(1)
 		var zero V
 		return zero, false
 	}
-	c.counters[g>>c.ctrShift].hits.Add(1)
-	s.recordRead(e)
+	if !s.recordRead(e) {
+		c.counter().hits.Add(1)
+	}
 	return e.value, true
 }
 

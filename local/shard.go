@@ -47,6 +47,7 @@ type shard[K comparable, V any] struct {
 	stamps []uint64
 	purged uint64
 
+	hits                   uint64 // those counted under the lock (see recordRead)
 	evictions, expirations uint64
 
 	_ [64]byte
@@ -87,22 +88,25 @@ func (s *shard[K, V]) find(h uint64, key K) *entry[K, V] {
 // writes nothing another core reads, and a hot key is read-only.
 //
 // The cache's only shard moves e to the front instead, for exact LRU
-// order, if its lock is free. The first time it is not, because another
-// goroutine holds it, the shard switches to marks for good: its hits come
-// from goroutines running at the same time, whose order is approximate
-// anyway, and would contend on the lock.
-func (s *shard[K, V]) recordRead(e *entry[K, V]) {
+// order, if its lock is free, and counts the hit while it holds the lock;
+// recordRead reports whether it did. The first time the lock is taken,
+// by another goroutine, the shard switches to marks for good: its hits
+// come from goroutines running at the same time, whose order is
+// approximate anyway, and would contend on the lock.
+func (s *shard[K, V]) recordRead(e *entry[K, V]) (counted bool) {
 	if !s.marking.Load() {
 		if s.mu.TryLock() {
+			s.hits++
 			s.touch(e)
 			s.mu.Unlock()
-			return
+			return true
 		}
 		s.marking.Store(true)
 	}
 	if !e.referenced.Load() {
 		e.referenced.Store(true)
 	}
+	return false
 }
 
 // victim returns the entry to evict, or nil if there is none other than

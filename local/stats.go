@@ -24,6 +24,7 @@ func (c *Cache[K, V]) Stats() Stats {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
+		st.Hits += s.hits
 		st.Evictions += s.evictions
 		st.Expirations += s.expirations
 		s.mu.Unlock()
@@ -38,23 +39,31 @@ type counters struct {
 	_            [48]byte
 }
 
-// stripeCount returns how many stripes of counters a cache has: a few per
-// processor, so that goroutines running at the same time seldom share one.
+// stripeCount returns how many stripes of counters a cache has: many per
+// processor, so that goroutines running at the same time seldom share
+// one; a stripe is one cache line.
 func stripeCount() int {
 	n := 1
-	for n < 4*runtime.GOMAXPROCS(0) && n < 64 {
+	for n < 16*runtime.GOMAXPROCS(0) && n < 256 {
 		n *= 2
 	}
 	return n
 }
 
-// goroutineHash returns a number that stays the same for the calling
-// goroutine from call to call and mostly differs between goroutines: a
-// mix of its stack's address. Bits below 2 KiB, the smallest stack, are
-// dropped so that calls from different depths mostly agree. A goroutine
-// whose stack grows is moved elsewhere and gets a new number; that only
-// changes which stripe it counts on.
-func goroutineHash() uint64 {
+// stackBlock returns a number that stays the same for the calling
+// goroutine from call to call and differs between goroutines that run at
+// the same time: the 2 KiB block (the smallest stack) of its stack that
+// holds this call's frame. A goroutine whose stack grows is moved and gets
+// a new number; that only changes the stripe it counts on.
+func stackBlock() uint64 {
 	var x byte
-	return uint64(uintptr(unsafe.Pointer(&x))>>11) * 0x9e3779b97f4a7c15
+	return uint64(uintptr(unsafe.Pointer(&x)) >> 11)
+}
+
+// counter returns the counters of the calling goroutine's stripe. The
+// cache's random salt makes which goroutines share a stripe differ from
+// cache to cache, rather than follow from where the runtime put their
+// stacks, which is the same in every run of a program.
+func (c *Cache[K, V]) counter() *counters {
+	return &c.counters[((stackBlock()^c.salt)*0x9e3779b97f4a7c15)>>c.ctrShift]
 }
