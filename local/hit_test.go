@@ -140,7 +140,7 @@ func TestLoneShardSwitchesToMarks(t *testing.T) {
 	if !s.marking.Load() {
 		t.Fatal("the shard did not switch when a hit found its lock taken")
 	}
-	if _, h := c.locate("39"); !s.find(h, "39").referenced.Load() {
+	if _, h := c.locate("39"); s.find(h, "39").hits.Load() == 0 {
 		t.Fatal("that hit did not mark its entry")
 	}
 	// Evicting 24 entries takes 16..38, passes over 39, whose mark gives

@@ -17,7 +17,7 @@ func lruOrder[V any](c *Cache[string, V]) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var keys []string
-	for e := s.ring.prev; e != &s.ring; e = e.prev {
+	for e := s.main.ring.prev; e != &s.main.ring; e = e.prev {
 		keys = append(keys, e.key)
 	}
 	return keys

@@ -10,35 +10,37 @@ import (
 // belong to the shard's lock.
 type entry[K comparable, V any] struct {
 	hash uint64
-	// referenced is set by a hit in a cache of more than one shard, and
-	// cleared when the entry is given a second chance (see shard.victim).
-	referenced atomic.Bool
-	key        K
-	value      V
-	expires    int64                       // clock reading at which it expires; 0: never
-	link       atomic.Pointer[entry[K, V]] // next in the table's chain
+	// hits counts the hits since the entry last left the oldest end of
+	// its queue, up to the shard's maxHits (see recordRead).
+	hits    atomic.Uint32
+	key     K
+	value   V
+	expires int64                       // clock reading at which it expires; 0: never
+	link    atomic.Pointer[entry[K, V]] // next in the table's chain
 
-	prev, next *entry[K, V] // on the LRU ring; nil once removed
+	prev, next *entry[K, V] // on its queue; nil once removed
 	weight     int64
 	heapIndex  int // position in the shard's deadline heap; -1 when not in it
 }
 
-// shard is a table of entries, a ring of them in order of use and a
-// deadline heap. Get reads the table and records its hit without waiting
-// for the lock (see recordRead); everything else happens under it. The
-// bounds on count and weight are the cache's, across shards.
+// shard is a table of entries, a queue of them in order of use and a
+// deadline heap. Get reads the table and records its hit
+// without waiting for the lock (see recordRead); everything else happens
+// under it. The bounds on count and weight are the cache's, across
+// shards.
 type shard[K comparable, V any] struct {
 	_ [64]byte // the fields that every Get reads, on lines no write touches
 
 	table   atomic.Pointer[table[K, V]]
 	resizes atomic.Uint64 // odd while a resize relinks the table's entries
-	marking atomic.Bool   // hits mark entries rather than move them (see recordRead)
+	marking atomic.Bool   // hits count on their entry rather than move it (see recordRead)
+	maxHits uint32        // the most hits an entry counts
 
 	_ [64]byte
 
 	mu        sync.Mutex
 	count     int         // entries in table
-	ring      entry[K, V] // sentinel: ring.next is the most recently used
+	main      queue[K, V] // every entry, most recently used first
 	deadlines []*entry[K, V]
 	weight    int64
 
@@ -56,11 +58,13 @@ type shard[K comparable, V any] struct {
 // minBuckets is the size of a shard's table when it is created or purged.
 const minBuckets = 8
 
-func (s *shard[K, V]) init(stamps int, exact bool) {
+// init prepares a shard. A lone shard keeps exact LRU order (see
+// recordRead).
+func (s *shard[K, V]) init(stamps int, lone bool) {
 	s.table.Store(newTable[K, V](minBuckets))
-	s.marking.Store(!exact)
-	s.ring.next, s.ring.prev = &s.ring, &s.ring
-	s.ring.heapIndex = -1 // the sentinel is never in the heap
+	s.marking.Store(!lone)
+	s.maxHits = 1
+	s.main.init()
 	s.stamps = make([]uint64, stamps)
 }
 
@@ -81,16 +85,17 @@ func (s *shard[K, V]) find(h uint64, key K) *entry[K, V] {
 
 // recordRead notes that e was read, without waiting for the lock.
 //
-// Moving e to the front of the ring would write the ring's head and the
-// entries next to e, which other cores read, under a lock they all take.
-// So a hit only sets e's referenced mark, if it is not set already, and
-// eviction gives marked entries a second chance (see victim): a hit then
-// writes nothing another core reads, and a hot key is read-only.
+// Moving e to the front of its queue would write the queue's head and
+// the entries next to e, which other cores read, under a lock they all
+// take. So a hit only adds one to e's count of hits, if it is below the
+// shard's maxHits, and eviction gives counted entries another pass (see
+// victim): with maxHits 1, that is CLOCK's second chance. A hit then writes nothing another core reads, and a hot key is
+// read-only.
 //
 // The cache's only shard moves e to the front instead, for exact LRU
 // order, if its lock is free, and counts the hit while it holds the lock;
 // recordRead reports whether it did. The first time the lock is taken,
-// by another goroutine, the shard switches to marks for good: its hits
+// by another goroutine, the shard switches to counts for good: its hits
 // come from goroutines running at the same time, whose order is
 // approximate anyway, and would contend on the lock.
 func (s *shard[K, V]) recordRead(e *entry[K, V]) (counted bool) {
@@ -103,46 +108,38 @@ func (s *shard[K, V]) recordRead(e *entry[K, V]) (counted bool) {
 		}
 		s.marking.Store(true)
 	}
-	if !e.referenced.Load() {
-		e.referenced.Store(true)
+	if n := e.hits.Load(); n < s.maxHits {
+		e.hits.Store(n + 1)
 	}
 	return false
 }
 
+// touch moves e to the front of the main queue, if it is still on it (a
+// hit may find an entry that a write removes before the hit is applied).
+func (s *shard[K, V]) touch(e *entry[K, V]) {
+	if e.prev != nil {
+		s.main.toFront(e)
+	}
+}
+
 // victim returns the entry to evict, or nil if there is none other than
-// keep: the least recently used entry, once those that a hit marked
-// since they were last here have been moved to the front, unmarked.
+// keep: the oldest entry of the main queue, once those with hits have
+// been moved to its front, with one hit fewer.
 func (s *shard[K, V]) victim(keep *entry[K, V]) *entry[K, V] {
 	for {
-		e := s.ring.prev
+		e := s.main.oldest()
 		switch {
-		case e == &s.ring || e == keep && e.prev == &s.ring:
+		case e == nil || e == keep && s.main.n == 1:
 			return nil
-		case e == keep || e.referenced.Load():
-			e.referenced.Store(false)
-			s.touch(e)
+		case e == keep:
+			s.main.toFront(e)
+		case e.hits.Load() > 0:
+			e.hits.Store(e.hits.Load() - 1)
+			s.main.toFront(e)
 		default:
 			return e
 		}
 	}
-}
-
-// touch moves e to the front of the ring, if it is still on it (a hit
-// may find an entry that a write removes before the hit is applied).
-func (s *shard[K, V]) touch(e *entry[K, V]) {
-	if e.prev == nil || s.ring.next == e {
-		return
-	}
-	e.prev.next = e.next
-	e.next.prev = e.prev
-	s.pushFront(e)
-}
-
-func (s *shard[K, V]) pushFront(e *entry[K, V]) {
-	e.prev = &s.ring
-	e.next = s.ring.next
-	e.next.prev = e
-	s.ring.next = e
 }
 
 // insert adds e, whose key is absent, as the most recently used entry.
@@ -155,19 +152,20 @@ func (s *shard[K, V]) insert(e *entry[K, V]) {
 		s.table.Store(t.grown())
 		s.resizes.Add(1)
 	}
-	s.pushFront(e)
+	s.main.pushFront(e)
 	s.weight += e.weight
 	if e.expires != 0 {
 		s.heapPush(e)
 	}
 }
 
-// replace puts e in the place of old, which holds the same key, as the
-// most recently used entry.
+// replace puts e in the place of old, which holds the same key: at the
+// front, with its hits.
 func (s *shard[K, V]) replace(old, e *entry[K, V]) {
 	s.table.Load().replace(old, e)
-	s.unlink(old)
-	s.pushFront(e)
+	s.main.remove(old)
+	e.hits.Store(old.hits.Load())
+	s.main.pushFront(e)
 	s.weight += e.weight - old.weight
 	if old.heapIndex >= 0 {
 		s.heapRemove(old.heapIndex)
@@ -181,27 +179,16 @@ func (s *shard[K, V]) replace(old, e *entry[K, V]) {
 func (s *shard[K, V]) remove(e *entry[K, V]) {
 	s.table.Load().remove(e)
 	s.count--
-	s.unlink(e)
+	s.main.remove(e)
 	s.weight -= e.weight
 	if e.heapIndex >= 0 {
 		s.heapRemove(e.heapIndex)
 	}
 }
 
-func (s *shard[K, V]) unlink(e *entry[K, V]) {
-	e.prev.next = e.next
-	e.next.prev = e.prev
-	e.prev, e.next = nil, nil
-}
-
 // clear removes every entry.
 func (s *shard[K, V]) clear() {
-	for e := s.ring.next; e != &s.ring; {
-		next := e.next
-		e.prev, e.next = nil, nil // so that a hit that found it does not put it back
-		e = next
-	}
-	s.ring.next, s.ring.prev = &s.ring, &s.ring
+	s.main.clear()
 	s.table.Store(newTable[K, V](minBuckets))
 	s.count = 0
 	clear(s.deadlines)
