@@ -67,7 +67,7 @@ func newCache[K comparable, V any](opts Options[K, V], n int) *Cache[K, V] {
 	}
 	c.stampMask = uint64(stamps - 1)
 	for i := range c.shards {
-		c.shards[i].init(stamps, n == 1)
+		c.shards[i].init(stamps, opts.Capacity/n, n == 1, opts.Admission)
 	}
 	if c.clock == nil {
 		c.coarse = newCoarseClock()

@@ -15,15 +15,15 @@
 //
 // # Order of eviction
 //
-// A cache with a capacity below 512 entries has one shard and evicts in
-// exact least-recently-used order: with capacity 2, Set a, Set b, Get a,
-// Set c evicts b. A larger cache is split into up to 64 shards by key
-// hash, and each evicts from its own entries first.
+// A cache with a capacity below 512 entries has one shard. A larger one is
+// split into up to 64 shards by key hash, and each evicts from its own
+// entries first.
 //
 // Each shard keeps its entries on a list in order of use, which its
 // writes change under the shard's lock. A hit in a cache of one shard
 // moves its entry to the front at once if the lock is free, so a sequence
-// of calls from one goroutine sees exact LRU order. A hit in a cache of
+// of calls from one goroutine sees exact least-recently-used order: with
+// capacity 2, Set a, Set b, Get a, Set c evicts b. A hit in a cache of
 // more shards takes no lock: it sets a mark on its entry, if it is not
 // set already, and eviction passes over marked entries once, clearing the
 // mark and moving them to the front (the CLOCK, or second-chance,
@@ -34,12 +34,22 @@
 // which only another goroutine, reading or writing at the same time, can
 // cause: under concurrency its order is approximate too.
 //
-// Marks are what let hits scale across cores. Moving an entry on the
-// list, at once or later from a buffer of reads, writes the list's head
-// and the entries next to it, which other cores are reading; a mark is
-// written once and then only read, so a hot key read by every core stays
-// in every core's cache. The hits and misses of [Cache.Stats] are counted
-// per stripe of goroutines, for the same reason.
+// With [Options.Admission], every shard runs S3-FIFO instead: a new key
+// waits on probation in a small queue, and joins the main queue only if
+// it is read again there, or if it left probation unread not long
+// before; entries of the main queue count up to three hits, each of which
+// buys one more pass. Keys read once leave early, so they do not push out
+// keys read again and again: on skewed workloads the hit ratio is higher
+// than LRU's, at the price of a table of 4-byte fingerprints of keys
+// recently evicted from probation, nine for every ten entries of
+// capacity. A hit then never takes a lock, even in a cache of one shard.
+//
+// Marks and counts are what let hits scale across cores. Moving an entry
+// on the list, at once or later from a buffer of reads, writes the list's
+// head and the entries next to it, which other cores are reading; a mark
+// is written once and then only read, so a hot key read by every core
+// stays in every core's cache. The hits and misses of [Cache.Stats] are
+// counted per stripe of goroutines, for the same reason.
 //
 // # Time
 //

@@ -12,12 +12,22 @@ import (
 // second chances).
 var shardCases = []int{1, 8}
 
+// And each with and without Admission.
+var hitCases = []struct {
+	name      string
+	shards    int
+	admission bool
+}{
+	{"1 shard", 1, false}, {"8 shards", 8, false},
+	{"1 shard, admission", 1, true}, {"8 shards, admission", 8, true},
+}
+
 // A hit never waits for a lock: Gets finish while every shard's lock is
 // held.
 func TestHitNeverWaitsForALock(t *testing.T) {
-	for _, shards := range shardCases {
-		t.Run(fmt.Sprint(shards, " shards"), func(t *testing.T) {
-			c := newShardedCache(t, Options[string, int]{Capacity: 100, TTL: time.Hour}, shards)
+	for _, tc := range hitCases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newShardedCache(t, Options[string, int]{Capacity: 100, TTL: time.Hour, Admission: tc.admission}, tc.shards)
 			for i := range 10 {
 				c.Set(fmt.Sprint(i), i, 0, 1)
 			}
@@ -50,8 +60,8 @@ func TestHitNeverWaitsForALock(t *testing.T) {
 }
 
 func TestHitAllocatesNothing(t *testing.T) {
-	for _, shards := range shardCases {
-		c := newShardedCache(t, Options[string, [4]int]{Capacity: 100, TTL: time.Hour}, shards)
+	for _, tc := range hitCases {
+		c := newShardedCache(t, Options[string, [4]int]{Capacity: 100, TTL: time.Hour, Admission: tc.admission}, tc.shards)
 		keys := make([]string, 20)
 		for i := range keys {
 			keys[i] = fmt.Sprint(i)
@@ -62,7 +72,7 @@ func TestHitAllocatesNothing(t *testing.T) {
 			c.Get(keys[i%len(keys)])
 			i++
 		}); n != 0 {
-			t.Errorf("%d shards: a hit allocates %v times", shards, n)
+			t.Errorf("%s: a hit allocates %v times", tc.name, n)
 		}
 	}
 }

@@ -23,6 +23,17 @@ type Options[K comparable, V any] struct {
 	// the cache is full).
 	TTL time.Duration
 
+	// Admission, when true, puts each new key on probation (S3-FIFO): it
+	// joins the main part of the cache only if it is read again while on
+	// probation, or if it left probation unread not long before. Keys
+	// read once then leave early instead of pushing out keys that are
+	// read again and again, which raises the hit ratio of skewed
+	// workloads; eviction order is no longer LRU, even in a cache of one
+	// shard. Set and Fill still always store. It costs a table of 4-byte
+	// fingerprints of keys evicted from probation, nine for every ten
+	// entries of Capacity, allocated by New. Default: false, LRU.
+	Admission bool
+
 	// Clock judges deadlines. Default: the monotonic system clock, read
 	// through a value refreshed every millisecond (see the package
 	// documentation); [SystemClock] reads it exactly on every access.

@@ -19,12 +19,13 @@ type entry[K comparable, V any] struct {
 	link    atomic.Pointer[entry[K, V]] // next in the table's chain
 
 	prev, next *entry[K, V] // on its queue; nil once removed
+	small      bool         // on probation, in the small queue (see admission.go)
 	weight     int64
 	heapIndex  int // position in the shard's deadline heap; -1 when not in it
 }
 
-// shard is a table of entries, a queue of them in order of use and a
-// deadline heap. Get reads the table and records its hit
+// shard is a table of entries, a queue of them in order of use (two with
+// Admission) and a deadline heap. Get reads the table and records its hit
 // without waiting for the lock (see recordRead); everything else happens
 // under it. The bounds on count and weight are the cache's, across
 // shards.
@@ -34,13 +35,17 @@ type shard[K comparable, V any] struct {
 	table   atomic.Pointer[table[K, V]]
 	resizes atomic.Uint64 // odd while a resize relinks the table's entries
 	marking atomic.Bool   // hits count on their entry rather than move it (see recordRead)
-	maxHits uint32        // the most hits an entry counts
+	maxHits uint32        // 1, or maxHits with Admission
 
 	_ [64]byte
 
 	mu        sync.Mutex
 	count     int         // entries in table
-	main      queue[K, V] // every entry, most recently used first
+	main      queue[K, V] // every entry, most recently used first; with Admission, those off probation
+	small     queue[K, V] // with Admission, entries on probation
+	smallMax  int         // with Admission, how many entries probation holds before it gives some up
+	ghost     ghost       // with Admission, keys recently evicted from probation
+	admission bool
 	deadlines []*entry[K, V]
 	weight    int64
 
@@ -58,13 +63,20 @@ type shard[K comparable, V any] struct {
 // minBuckets is the size of a shard's table when it is created or purged.
 const minBuckets = 8
 
-// init prepares a shard. A lone shard keeps exact LRU order (see
-// recordRead).
-func (s *shard[K, V]) init(stamps int, lone bool) {
+// init prepares a shard that holds about share entries. A lone shard
+// without admission keeps exact LRU order (see recordRead).
+func (s *shard[K, V]) init(stamps, share int, lone, admission bool) {
 	s.table.Store(newTable[K, V](minBuckets))
-	s.marking.Store(!lone)
+	s.marking.Store(!lone || admission)
 	s.maxHits = 1
 	s.main.init()
+	s.small.init()
+	if admission {
+		s.admission = true
+		s.maxHits = maxHits
+		s.smallMax = max(share/10, 1)
+		s.ghost = newGhost(share - s.smallMax)
+	}
 	s.stamps = make([]uint64, stamps)
 }
 
@@ -89,7 +101,8 @@ func (s *shard[K, V]) find(h uint64, key K) *entry[K, V] {
 // the entries next to e, which other cores read, under a lock they all
 // take. So a hit only adds one to e's count of hits, if it is below the
 // shard's maxHits, and eviction gives counted entries another pass (see
-// victim): with maxHits 1, that is CLOCK's second chance. A hit then writes nothing another core reads, and a hot key is
+// victim): without Admission, where maxHits is 1, that is CLOCK's second
+// chance. A hit then writes nothing another core reads, and a hot key is
 // read-only.
 //
 // The cache's only shard moves e to the front instead, for exact LRU
@@ -116,6 +129,7 @@ func (s *shard[K, V]) recordRead(e *entry[K, V]) (counted bool) {
 
 // touch moves e to the front of the main queue, if it is still on it (a
 // hit may find an entry that a write removes before the hit is applied).
+// Only a shard without Admission touches entries.
 func (s *shard[K, V]) touch(e *entry[K, V]) {
 	if e.prev != nil {
 		s.main.toFront(e)
@@ -123,26 +137,50 @@ func (s *shard[K, V]) touch(e *entry[K, V]) {
 }
 
 // victim returns the entry to evict, or nil if there is none other than
-// keep: the oldest entry of the main queue, once those with hits have
-// been moved to its front, with one hit fewer.
+// keep. The oldest entry of the main queue goes, once those with hits have
+// been moved to its front, with one hit fewer; with Admission the small
+// queue gives up its oldest instead while it holds more than smallMax
+// entries (see admission.go).
 func (s *shard[K, V]) victim(keep *entry[K, V]) *entry[K, V] {
 	for {
-		e := s.main.oldest()
-		switch {
-		case e == nil || e == keep && s.main.n == 1:
+		q := &s.main
+		if s.small.n > s.smallMax || s.main.n == 0 {
+			q = &s.small
+		}
+		e := q.oldest()
+		if e != nil && e == keep {
+			// keep was just put at the front of q, so it is alone there.
+			if q == &s.main {
+				q = &s.small
+			} else {
+				q = &s.main
+			}
+			e = q.oldest()
+		}
+		if e == nil {
 			return nil
-		case e == keep:
+		}
+		n := e.hits.Load()
+		switch {
+		case n > 0 && q == &s.main:
+			e.hits.Store(n - 1)
 			s.main.toFront(e)
-		case e.hits.Load() > 0:
-			e.hits.Store(e.hits.Load() - 1)
-			s.main.toFront(e)
+		case n > 0: // read on probation: it joins the main queue
+			e.hits.Store(0)
+			s.small.remove(e)
+			e.small = false
+			s.main.pushFront(e)
 		default:
+			if q == &s.small {
+				s.ghost.add(e.hash)
+			}
 			return e
 		}
 	}
 }
 
-// insert adds e, whose key is absent, as the most recently used entry.
+// insert adds e, whose key is absent, as the most recently used entry,
+// or with Admission on probation unless the ghost remembers its key.
 func (s *shard[K, V]) insert(e *entry[K, V]) {
 	t := s.table.Load()
 	t.insert(e)
@@ -152,20 +190,27 @@ func (s *shard[K, V]) insert(e *entry[K, V]) {
 		s.table.Store(t.grown())
 		s.resizes.Add(1)
 	}
-	s.main.pushFront(e)
+	if s.admission && !s.ghost.take(e.hash) {
+		e.small = true
+		s.small.pushFront(e)
+	} else {
+		s.main.pushFront(e)
+	}
 	s.weight += e.weight
 	if e.expires != 0 {
 		s.heapPush(e)
 	}
 }
 
-// replace puts e in the place of old, which holds the same key: at the
-// front, with its hits.
+// replace puts e in the place of old, which holds the same key: in its
+// queue, at the front, with its hits.
 func (s *shard[K, V]) replace(old, e *entry[K, V]) {
 	s.table.Load().replace(old, e)
-	s.main.remove(old)
+	q := s.queueOf(old)
+	q.remove(old)
+	e.small = old.small
 	e.hits.Store(old.hits.Load())
-	s.main.pushFront(e)
+	q.pushFront(e)
 	s.weight += e.weight - old.weight
 	if old.heapIndex >= 0 {
 		s.heapRemove(old.heapIndex)
@@ -179,16 +224,25 @@ func (s *shard[K, V]) replace(old, e *entry[K, V]) {
 func (s *shard[K, V]) remove(e *entry[K, V]) {
 	s.table.Load().remove(e)
 	s.count--
-	s.main.remove(e)
+	s.queueOf(e).remove(e)
 	s.weight -= e.weight
 	if e.heapIndex >= 0 {
 		s.heapRemove(e.heapIndex)
 	}
 }
 
-// clear removes every entry.
+func (s *shard[K, V]) queueOf(e *entry[K, V]) *queue[K, V] {
+	if e.small {
+		return &s.small
+	}
+	return &s.main
+}
+
+// clear removes every entry and forgets the ghost.
 func (s *shard[K, V]) clear() {
 	s.main.clear()
+	s.small.clear()
+	s.ghost.clear()
 	s.table.Store(newTable[K, V](minBuckets))
 	s.count = 0
 	clear(s.deadlines)
