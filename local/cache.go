@@ -9,8 +9,10 @@ import (
 	"time"
 )
 
-// Cache is a bounded LRU cache with per-entry expiry, safe for concurrent
-// use. Create one with [New]; the zero value is not usable.
+// Cache is a bounded cache with per-entry expiry that evicts the least
+// recently used entries first (exactly or approximately, see the package
+// documentation), safe for concurrent use. Create one with [New]; the zero
+// value is not usable.
 type Cache[K comparable, V any] struct {
 	// Read by every Get.
 	shards   []shard[K, V]
@@ -98,8 +100,9 @@ func (c *Cache[K, V]) locate(key K) (*shard[K, V], uint64) {
 	return &c.shards[h>>c.shift], h
 }
 
-// Get returns the value stored under key and marks it most recently used.
-// An expired entry is reported as absent.
+// Get returns the value stored under key and records the hit for the
+// order of eviction. An expired entry is reported as absent. A hit
+// allocates nothing and never waits for a lock shared by the whole cache.
 func (c *Cache[K, V]) Get(key K) (V, bool) {
 	s, h := c.locate(key)
 	e := s.find(h, key)
@@ -131,8 +134,9 @@ func (c *Cache[K, V]) expired(e *entry[K, V]) bool {
 	return e.expires != 0 && e.expires <= c.now()+c.slack
 }
 
-// Set stores value under key and marks it most recently used; fills
-// guarded before it will not store key (see [FillGuard]). A ttl of 0
+// Set stores value under key as its most recently used entry (with
+// [Options.Admission], a new key goes on probation); fills guarded before
+// it will not store key (see [FillGuard]). A ttl of 0
 // means [Options.TTL]; weight counts against [Options.MaxWeight]. When
 // ttl is negative, weight is negative, or weight is above a MaxWeight
 // that is set, Set stores nothing and drops any value key had.
