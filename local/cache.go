@@ -14,7 +14,8 @@ import (
 // documentation), safe for concurrent use. Create one with [New]; the zero
 // value is not usable.
 type Cache[K comparable, V any] struct {
-	// Read by every Get.
+	_ [64]byte // the fields that every Get reads, on lines no write touches
+
 	shards   []shard[K, V]
 	shift    uint // a hash's top bits pick the shard: h >> shift
 	seed     maphash.Seed

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"unsafe"
 )
 
 // Lookups that run while a writer grows a shard's table find every key
@@ -72,4 +73,12 @@ func TestTouchOfRemovedEntry(t *testing.T) {
 	c.Set("g", 7, 0, 1)
 	c.Set("h", 8, 0, 1) // evicts d, and must not reach a or b
 	wantOrder(t, c, []string{"e", "f", "g", "h"})
+}
+
+// The table's header, read by every Get, fills a cache line, so that no
+// object written by others shares it.
+func TestTableHeaderFillsALine(t *testing.T) {
+	if n := unsafe.Sizeof(table[string, int]{}); n != 64 {
+		t.Fatalf("table header is %d bytes, want 64", n)
+	}
 }
