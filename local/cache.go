@@ -104,30 +104,48 @@ func (c *Cache[K, V]) locate(key K) (*shard[K, V], uint64) {
 // Get returns the value stored under key and records the hit for the
 // order of eviction. An expired entry is reported as absent. A hit
 // allocates nothing and never waits for a lock shared by the whole cache.
-func (c *Cache[K, V]) Get(key K) (V, bool) {
+func (c *Cache[K, V]) Get(key K) (v V, ok bool) {
+	// Small enough to be inlined, so that the value is copied straight
+	// from the entry to the caller's variable: returned from a call, a
+	// struct value goes through registers that the caller stores and
+	// reloads in a way that stalls the processor for longer than the rest
+	// of the hit takes.
+	if e := c.hit(key); e != nil {
+		return e.value, true
+	}
+	return
+}
+
+// hit returns the live entry of key, recording the hit, or nil, counting
+// the miss.
+func (c *Cache[K, V]) hit(key K) *entry[K, V] {
 	s, h := c.locate(key)
 	e := s.find(h, key)
 	if e == nil || c.expired(e) {
 		c.counter().misses.Add(1)
-		var zero V
-		return zero, false
+		return nil
 	}
 	if !s.recordRead(e) {
 		c.counter().hits.Add(1)
 	}
-	return e.value, true
+	return e
 }
 
 // Peek returns the value stored under key, as Get does, but without
-// marking it used and without counting a hit or a miss.
-func (c *Cache[K, V]) Peek(key K) (V, bool) {
-	s, h := c.locate(key)
-	e := s.find(h, key)
-	if e == nil || c.expired(e) {
-		var zero V
-		return zero, false
+// recording anything.
+func (c *Cache[K, V]) Peek(key K) (v V, ok bool) {
+	if e := c.peek(key); e != nil {
+		v, ok = e.value, true
 	}
-	return e.value, true
+	return v, ok
+}
+
+func (c *Cache[K, V]) peek(key K) *entry[K, V] {
+	s, h := c.locate(key)
+	if e := s.find(h, key); e != nil && !c.expired(e) {
+		return e
+	}
+	return nil
 }
 
 // expired reports whether e's deadline has passed.
