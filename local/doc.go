@@ -1,5 +1,6 @@
-// Package local is the near tier of tier: a concurrency-safe LRU cache
-// with per-entry expiry, kept in the memory of one process.
+// Package local is the near tier of tier: a concurrency-safe, bounded
+// cache with per-entry expiry that evicts least recently used entries
+// first, kept in the memory of one process.
 //
 // A [Cache] guarantees that:
 //
@@ -7,8 +8,10 @@
 //     [Options.MaxWeight] is set, more than that total weight;
 //   - [Cache.Get] and [Cache.Peek] never return an entry whose deadline
 //     has passed;
-//   - a hit allocates nothing and never waits for a lock shared by the
-//     whole cache (see Order of eviction for the one lock it may take);
+//   - a hit allocates nothing and never waits for a lock (in a cache of
+//     one shard it takes the lock only if it is free, see Order of
+//     eviction), except for a lookup that runs while its shard's table
+//     grows and finds nothing, which looks again under the shard's lock;
 //   - a value stored by [Cache.Fill] with a [FillGuard] is stored only if
 //     no Set, SetIfUnchanged or Delete of its key, and no Purge, happened
 //     after the guard was taken (see Fill guard below).
