@@ -38,7 +38,7 @@ func (c *Cache[V]) Set(ctx context.Context, key string, value V) error {
 		}
 		// Nothing can change key between a write and the store: store and
 		// stamp in one step, so that fills guarded before it are refused.
-		c.near.SetWith(key, e, c.keep(&e, ttl), int64(len(data))) // TODO(local): Set
+		c.near.Set(key, e, c.keep(&e, ttl), int64(len(data)))
 		c.detach(key)
 		return nil
 	}

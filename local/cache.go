@@ -2,6 +2,7 @@ package local
 
 import (
 	"hash/maphash"
+	"math"
 	"math/bits"
 	"math/rand/v2"
 	"sync"
@@ -179,7 +180,9 @@ func (c *Cache[K, V]) store(key K, value V, ttl time.Duration, weight int64, mod
 	var expires int64
 	now := c.now()
 	if ttl > 0 {
-		expires = now + int64(ttl)
+		// Saturate: a TTL of centuries from a calendar clock's reading
+		// means "practically never", not a deadline long past.
+		expires = now + min(int64(ttl), math.MaxInt64-now)
 		if expires == 0 {
 			expires = 1
 		}

@@ -510,3 +510,15 @@ func TestTinyTTLWhileOverBound(t *testing.T) {
 		t.Fatal("the shard is broken after the tiny-TTL store")
 	}
 }
+
+// A TTL of centuries with a clock that reads the calendar does not wrap
+// into a deadline in the past.
+func TestCenturiesOfTTL(t *testing.T) {
+	clock := clocktest.New()
+	c := newTestCache(t, Options[string, int]{Capacity: 10, Clock: clock})
+	c.Set("k", 1, 290*365*24*time.Hour, 1)
+	clock.Advance(100 * 365 * 24 * time.Hour)
+	if v, ok := c.Get("k"); !ok || v != 1 {
+		t.Fatalf("Get after a century = %v, %v; want the value", v, ok)
+	}
+}
