@@ -32,6 +32,9 @@
 // ([Server.Stop]) and started again on the same port ([Server.Restart]), which
 // lets tests show how a client behaves while Redis is down and after it comes
 // back. Nothing survives a restart, since the server keeps no data on disk.
+// A hung server is made with [Server.Suspend] (SIGSTOP) and
+// [Server.Resume], or with [Server.Pause] (CLIENT PAUSE ALL), and
+// [Server.WaitAnswering] waits until it serves again.
 // The server's log is kept in the test's temporary directory and printed when
 // the test fails.
 package redistest

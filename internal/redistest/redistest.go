@@ -263,6 +263,8 @@ func (s *Server) Stop(tb testing.TB) {
 		<-p.done
 		return
 	}
+	// A suspended server (Suspend) handles SIGTERM only once continued.
+	_ = resumeProcess(p.cmd.Process)
 	select {
 	case <-p.done:
 	case <-time.After(stopTimeout):
@@ -317,6 +319,64 @@ func (s *Server) Plant(tb testing.TB, key string, raw []byte) {
 func (s *Server) Pause(tb testing.TB, d time.Duration) {
 	tb.Helper()
 	s.do(tb, "CLIENT", "PAUSE", strconv.FormatInt(d.Milliseconds(), 10), "ALL")
+}
+
+// Suspend stops the server with SIGSTOP: a hung server. The kernel still
+// accepts connections on its port (up to the listen backlog), but the
+// server reads and answers nothing until [Server.Resume]. Killing,
+// stopping or ending the test ends a suspended server as well. It fails
+// the test if the server is not running or the platform has no SIGSTOP.
+func (s *Server) Suspend(tb testing.TB) {
+	tb.Helper()
+	s.signal(tb, "suspend", suspendProcess)
+}
+
+// Resume continues a server suspended by [Server.Suspend] with SIGCONT,
+// and waits until it answers PING (see [Server.WaitAnswering]). On a
+// server that is not suspended it only waits for the answer.
+func (s *Server) Resume(tb testing.TB) {
+	tb.Helper()
+	s.signal(tb, "resume", resumeProcess)
+	s.WaitAnswering(tb)
+}
+
+// signal applies send to the running process, or fails the test.
+func (s *Server) signal(tb testing.TB, what string, send func(*os.Process) error) {
+	tb.Helper()
+	s.mu.Lock()
+	p := s.proc
+	s.mu.Unlock()
+	if p == nil {
+		tb.Fatalf("redistest: %s %s: the server is not running", what, s.Addr())
+	}
+	if err := send(p.cmd.Process); err != nil {
+		tb.Fatalf("redistest: %s %s: %v", what, s.Addr(), err)
+	}
+}
+
+// WaitAnswering waits until the server answers a PING on a connection of
+// its own, and fails the test if it does not within 30s. After a CLIENT
+// PAUSE ([Server.Pause]) or [Server.Resume] it returns once the server
+// serves again: a PING sent during a pause is answered when the pause
+// ends.
+func (s *Server) WaitAnswering(tb testing.TB) {
+	tb.Helper()
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		// Each probe waits up to a second for its answer; a refused
+		// connection fails at once, and is retried shortly.
+		_, err := probe(s.Addr(), s.TLSConfig())
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("redistest: %s did not answer PING within %v: %v", s.Addr(), readyTimeout, err)
+		}
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 }
 
 // KillClients closes the connections of every client of the given type:

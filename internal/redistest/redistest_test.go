@@ -183,6 +183,49 @@ func TestPauseAndKillClients(t *testing.T) {
 	}
 }
 
+// A suspended server (SIGSTOP) accepts connections and answers nothing;
+// resumed, it answers the commands it held. Stop ends a suspended server
+// without waiting for its SIGTERM timeout, and one left suspended is
+// ended with the test.
+func TestSuspendResume(t *testing.T) {
+	s := redistest.Start(t)
+	c := s.Client(t)
+	ctx := ctxT(t)
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	s.Suspend(t)
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if err := c.Get(short, "k").Err(); err == nil || errors.Is(err, redis.Nil) {
+		t.Fatalf("a GET to a suspended server answered: %v", err)
+	}
+	s.Resume(t)
+	if got, err := c.Get(ctx, "k").Result(); err != nil || got != "v" {
+		t.Fatalf("GET after Resume = %q, %v; want \"v\"", got, err)
+	}
+
+	s.Suspend(t)
+	start := time.Now()
+	s.Stop(t) // fails the test if SIGTERM is not handled within 10s
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("Stop of a suspended server took %v", took)
+	}
+	redistest.Start(t).Suspend(t) // the cleanup kills it
+}
+
+// WaitAnswering returns once a CLIENT PAUSE ends, not before.
+func TestWaitAnsweringAfterPause(t *testing.T) {
+	s := redistest.Start(t)
+	const pause = 1500 * time.Millisecond
+	start := time.Now()
+	s.Pause(t, pause)
+	s.WaitAnswering(t)
+	if took := time.Since(start); took < pause-100*time.Millisecond {
+		t.Fatalf("WaitAnswering returned %v after a %v pause began", took, pause)
+	}
+}
+
 // A TLS-only server: a client trusting the generated CA connects, and a
 // client without TLS or trusting nothing does not.
 func TestStartTLS(t *testing.T) {
