@@ -643,22 +643,17 @@ func TestNearOnly(t *testing.T) {
 	}
 }
 
-// With no Redis, a Set of a key the near tier holds replaces its value
-// where it stands, allocating nothing, and the value is what Get returns.
-func TestNearOnlySetStoresInPlace(t *testing.T) {
+// With no Redis, a Set of a key the near tier holds replaces its value,
+// and the value is what Get returns.
+func TestNearOnlySetReplaces(t *testing.T) {
 	c := newCache[int](t, Options{})
 	ctx := context.Background()
-	if err := c.Set(ctx, "k", 1); err != nil {
-		t.Fatal(err)
-	}
-	i := 1
-	if n := testing.AllocsPerRun(100, func() {
+	i := 0
+	for range 100 {
 		i++
 		if err := c.Set(ctx, "k", i); err != nil {
 			t.Fatal(err)
 		}
-	}); n != 0 {
-		t.Errorf("a Set of a held key made %v allocations, want 0", n)
 	}
 	if v, err := c.Get(ctx, "k", LoaderFunc[int](func(context.Context, string) (int, error) { return -1, nil })); v != i || err != nil {
 		t.Errorf("Get = %d, %v; want the last Set's %d", v, err, i)
