@@ -97,7 +97,7 @@ func New[V any](opts Options) (*Cache[V], error) {
 		return nil, err
 	}
 	c := &Cache[V]{opts: o, log: o.Logger}
-	if o.Redis != nil || o.Values.NearMaxBytes > 0 {
+	if o.Redis != nil || o.Near.MaxBytes > 0 {
 		c.format, err = codec.New(codec.Options{Codec: o.Values.Codec, CompressAbove: o.Values.CompressAbove})
 		if err != nil {
 			return nil, fmt.Errorf("%w: Values.Codec: %w", ErrInvalidOptions, err)
@@ -114,9 +114,10 @@ func New[V any](opts Options) (*Cache[V], error) {
 		return nil, err
 	}
 	c.near, err = local.New(local.Options[string, nearEntry[V]]{
-		Capacity:  o.NearCapacity,
-		MaxWeight: o.Values.NearMaxBytes,
-		TTL:       o.NearTTL,
+		Capacity:  o.Near.Capacity,
+		MaxWeight: o.Near.MaxBytes,
+		Admission: o.Near.Admission,
+		TTL:       o.Near.TTL,
 		Clock:     o.Clock,
 	})
 	if err != nil {

@@ -22,7 +22,7 @@
 //   - No read that began before a change is kept after it, in either tier,
 //     whatever the interleaving: near fills are guarded, and a load writes
 //     Redis only over a lease that a Set replaces and a Delete removes.
-//   - No near copy outlives its Redis copy or Options.NearTTL.
+//   - No near copy outlives its Redis copy or Options.Near.TTL.
 //
 // Changes travel as drop-only messages on the channel
 // "<Namespace>:invalidate" (package invalidate), published in the same

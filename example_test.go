@@ -46,10 +46,10 @@ func ExampleNew() {
 	defer stop()
 
 	users, err := tier.New[User](tier.Options{
-		Redis:     client,           // the far tier, shared by every replica
-		Namespace: "users",          // keys live under "users:" in Redis
-		NearTTL:   time.Minute,      // how long a replica keeps a value in memory
-		FarTTL:    10 * time.Minute, // how long Redis keeps it
+		Redis:     client,                             // the far tier, shared by every replica
+		Namespace: "users",                            // keys live under "users:" in Redis
+		Near:      tier.NearOptions{TTL: time.Minute}, // how long a replica keeps a value in memory
+		FarTTL:    10 * time.Minute,                   // how long Redis keeps it
 	})
 	if err != nil {
 		log.Fatal(err)
@@ -58,11 +58,11 @@ func ExampleNew() {
 	ready(users)
 	fmt.Println(users.Health())
 
-	_, err = tier.New[User](tier.Options{NearTTL: -time.Second})
+	_, err = tier.New[User](tier.Options{Near: tier.NearOptions{TTL: -time.Second}})
 	fmt.Println(errors.Is(err, tier.ErrInvalidOptions), err)
 	// Output:
 	// ok
-	// true tier: invalid options: NearTTL must not be negative, got -1s
+	// true tier: invalid options: Near.TTL must not be negative, got -1s
 }
 
 func ExampleCache_Get() {

@@ -64,7 +64,7 @@ var miniredisServing = []goleak.Option{
 func TestSeedHitCounting(t *testing.T) {
 	_, client, _ := newMiniredis(t)
 	var calls atomic.Int64
-	svc := newCache[schema](t, Options{Redis: client, NearCapacity: 2})
+	svc := newCache[schema](t, Options{Redis: client, Near: NearOptions{Capacity: 2}})
 	ctx := context.Background()
 	for range 2 {
 		s, err := svc.Get(ctx, "users", schemaLoader(&calls))
@@ -88,7 +88,7 @@ func TestSeedTTLExpiry(t *testing.T) {
 	clock := newFakeClock()
 	var calls atomic.Int64
 	svc := newCache[schema](t, Options{
-		Redis: client, NearCapacity: 2, NearTTL: time.Second, FarTTL: 10 * time.Second,
+		Redis: client, Near: NearOptions{Capacity: 2, TTL: time.Second}, FarTTL: 10 * time.Second,
 		Jitter: -1, Clock: clock,
 	})
 	ctx := context.Background()
@@ -129,7 +129,7 @@ func TestSeedTTLExpiry(t *testing.T) {
 func TestSeedLRUEvictionReadsRedis(t *testing.T) {
 	_, client, _ := newMiniredis(t)
 	var calls atomic.Int64
-	svc := newCache[schema](t, Options{Redis: client, NearCapacity: 2})
+	svc := newCache[schema](t, Options{Redis: client, Near: NearOptions{Capacity: 2}})
 	ctx := context.Background()
 	for _, k := range []string{"a", "b", "a", "c"} { // c evicts b, the least recently used
 		if _, err := svc.Get(ctx, k, schemaLoader(&calls)); err != nil {
@@ -381,7 +381,7 @@ func TestNilLoader(t *testing.T) {
 func TestTTLJitter(t *testing.T) {
 	m, client, _ := newMiniredis(t)
 	clock := newFakeClock()
-	c := newCache[int](t, Options{Redis: client, NearTTL: 100 * time.Second, FarTTL: 100 * time.Second, Jitter: 0.5, Clock: clock})
+	c := newCache[int](t, Options{Redis: client, Near: NearOptions{TTL: 100 * time.Second}, FarTTL: 100 * time.Second, Jitter: 0.5, Clock: clock})
 	ctx := context.Background()
 	distinct := map[time.Duration]bool{}
 	const n = 50
@@ -436,7 +436,7 @@ func TestNearCopyNeverOutlivesFarCopy(t *testing.T) {
 	}
 	clock.Advance(time.Second)
 	m.FastForward(time.Second)
-	reader := newCache[string](t, Options{Redis: client, NearTTL: time.Hour, Jitter: -1, Clock: clock})
+	reader := newCache[string](t, Options{Redis: client, Near: NearOptions{TTL: time.Hour}, Jitter: -1, Clock: clock})
 	r, err := reader.Fetch(ctx, "k", &countingLoader{})
 	if err != nil || r.Source != SourceFar || r.Value != "v" {
 		t.Fatalf("Fetch = %+v, %v, want a far hit", r, err)
@@ -615,7 +615,7 @@ func TestFetchSources(t *testing.T) {
 // Without Redis, the near tier alone caches: evicted keys are loaded
 // again, and Set and Delete work on it.
 func TestNearOnly(t *testing.T) {
-	c := newCache[string](t, Options{NearCapacity: 2})
+	c := newCache[string](t, Options{Near: NearOptions{Capacity: 2}})
 	l := &countingLoader{}
 	ctx := context.Background()
 	for _, k := range []string{"a", "b", "a", "c", "b"} {
@@ -680,13 +680,13 @@ func (p *panicOnEncode) DecodeMsgpack(dec *msgpack.Decoder) error {
 	return err
 }
 
-// A near-only cache without NearMaxBytes stores values as they are: it
-// never encodes them. With NearMaxBytes it encodes them, to weigh them: a
+// A near-only cache without Near.MaxBytes stores values as they are: it
+// never encodes them. With Near.MaxBytes it encodes them, to weigh them: a
 // heavy value is not kept, the bound holds, and a value whose encoding
 // panics is returned uncached from a load and refused by Set.
 func TestNearOnlyEncoding(t *testing.T) {
 	ctx := context.Background()
-	t.Run("no NearMaxBytes", func(t *testing.T) {
+	t.Run("no Near.MaxBytes", func(t *testing.T) {
 		c := newCache[panicOnEncode](t, Options{})
 		if err := c.Set(ctx, "k", panicOnEncode{2}); err != nil {
 			t.Fatalf("Set = %v; a near-only cache encoded the value", err)
@@ -697,8 +697,8 @@ func TestNearOnlyEncoding(t *testing.T) {
 			t.Fatalf("Fetch = %+v, %v; want the Set value from the near tier", r, err)
 		}
 	})
-	t.Run("NearMaxBytes", func(t *testing.T) {
-		c := newCache[panicOnEncode](t, Options{NearCapacity: 100, Values: ValueOptions{NearMaxBytes: 1 << 20}})
+	t.Run("Near.MaxBytes", func(t *testing.T) {
+		c := newCache[panicOnEncode](t, Options{Near: NearOptions{Capacity: 100, MaxBytes: 1 << 20}})
 		v, err := c.Get(ctx, "k", LoaderFunc[panicOnEncode](func(context.Context, string) (panicOnEncode, error) {
 			return panicOnEncode{1}, nil
 		}))
@@ -717,7 +717,7 @@ func TestNearOnlyEncoding(t *testing.T) {
 	})
 	t.Run("weighs encoded bytes", func(t *testing.T) {
 		// One shard (NearCapacity below 512), so the bound is exact.
-		c := newCache[string](t, Options{NearCapacity: 100, Values: ValueOptions{NearMaxBytes: 1000}})
+		c := newCache[string](t, Options{Near: NearOptions{Capacity: 100, MaxBytes: 1000}})
 		big := strings.Repeat("x", 400)
 		for _, k := range []string{"a", "b", "c"} {
 			if err := c.Set(ctx, k, big); err != nil {
@@ -725,15 +725,15 @@ func TestNearOnlyEncoding(t *testing.T) {
 			}
 		}
 		if n := c.near.Len(); n != 2 {
-			t.Fatalf("the near tier holds %d values of 400 bytes under NearMaxBytes 1000, want 2", n)
+			t.Fatalf("the near tier holds %d values of 400 bytes under Near.MaxBytes 1000, want 2", n)
 		}
 		// With no Redis to hold it, a value heavier than the near tier
 		// may hold is refused: the next Get could not return it.
 		if err := c.Set(ctx, "huge", strings.Repeat("x", 2000)); !errors.Is(err, ErrValueTooLarge) {
-			t.Fatalf("Set of a value over NearMaxBytes = %v, want ErrValueTooLarge", err)
+			t.Fatalf("Set of a value over Near.MaxBytes = %v, want ErrValueTooLarge", err)
 		}
 		if _, ok := c.near.Peek("huge"); ok {
-			t.Fatal("a value heavier than NearMaxBytes was kept near")
+			t.Fatal("a value heavier than Near.MaxBytes was kept near")
 		}
 	})
 }
@@ -1097,5 +1097,37 @@ func TestNearHitAllocatesNothing(t *testing.T) {
 				t.Fatalf("a near hit made %v allocations, want 0", n)
 			}
 		})
+	}
+}
+
+// With Near.Admission, keys read often survive a scan of keys read once,
+// which evicts them from a recency-only near tier.
+func TestNearAdmissionResistsScans(t *testing.T) {
+	ctx := context.Background()
+	for _, admission := range []bool{false, true} {
+		c := newCache[string](t, Options{Near: NearOptions{Capacity: 100, Admission: admission}})
+		loads := &countingLoader{}
+		for range 5 {
+			for i := range 10 {
+				if _, err := c.Get(ctx, fmt.Sprint("hot", i), loads); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for i := range 1000 {
+			c.Get(ctx, fmt.Sprint("scan", i), loads)
+		}
+		kept := 0
+		for i := range 10 {
+			if _, ok := c.near.Peek(fmt.Sprint("hot", i)); ok {
+				kept++
+			}
+		}
+		switch {
+		case admission && kept < 9:
+			t.Errorf("with admission, %d of 10 hot keys survived the scan, want nearly all", kept)
+		case !admission && kept > 1:
+			t.Errorf("without admission, %d of 10 hot keys survived a scan of 10× capacity; the test shows nothing", kept)
+		}
 	}
 }

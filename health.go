@@ -41,7 +41,7 @@ type Health struct {
 	// be missed, so values are kept near at most NearTTL.
 	Degraded bool
 	// NearTTL is the longest a value loaded now is kept in the near tier:
-	// Options.NearTTL, or Options.Invalidation.DegradedNearTTL while
+	// Options.Near.TTL, or Options.Invalidation.DegradedNearTTL while
 	// degraded (0 for none).
 	NearTTL time.Duration
 }
@@ -76,7 +76,7 @@ func (c *Cache[V]) Health() Health {
 		}
 	}
 	h.Degraded = h.Redis.State == StateDown || h.Subscription.State == StateDown
-	h.NearTTL = c.nearBound(c.opts.NearTTL)
+	h.NearTTL = c.nearBound(c.opts.Near.TTL)
 	return h
 }
 

@@ -127,7 +127,7 @@ func (c *Cache[V]) fromFar(key string, data []byte, g local.FillGuard, refresh b
 		return e, false, claim{old: data, keep: true}, false
 	}
 	c.stats.farHits.Add(1)
-	ttl := c.opts.NearTTL
+	ttl := c.opts.Near.TTL
 	if e.absent {
 		ttl = c.opts.NotFoundTTL
 	}
@@ -174,7 +174,7 @@ func (c *Cache[V]) load(ctx context.Context, key string, loader Loader[V], g loc
 // nearTTL is the TTL of a near copy of a value written to Redis for
 // farTTL: the jittered NearTTL, never longer than the Redis copy.
 func (c *Cache[V]) nearTTL(farTTL time.Duration) time.Duration {
-	t := c.jitter(c.opts.NearTTL)
+	t := c.jitter(c.opts.Near.TTL)
 	if c.far != nil {
 		t = min(t, farTTL)
 	}
@@ -246,7 +246,7 @@ func (c *Cache[V]) decode(key string, data []byte) (e nearEntry[V], ok bool) {
 // encode returns the bytes stored in Redis for v, fresh for ttl, and the
 // value to keep near and return: with Redis, the value every replica
 // decodes from those bytes, so that replicas agree. Without Redis and
-// NearMaxBytes, nothing is encoded.
+// Near.MaxBytes, nothing is encoded.
 func (c *Cache[V]) encode(key string, v V, ttl time.Duration) ([]byte, V, error) {
 	if c.format == nil {
 		return nil, v, nil

@@ -27,12 +27,8 @@ type Options struct {
 	// the invalidation channel ("<Namespace>:invalidate"). Default: "tier".
 	Namespace string
 
-	// NearCapacity is the most entries the near tier holds. Default: 10000.
-	NearCapacity int
-
-	// NearTTL is how long a value stays in the near tier, never longer
-	// than its Redis copy. Default: 1m.
-	NearTTL time.Duration
+	// Near configures the near tier, in this process's memory.
+	Near NearOptions
 
 	// FarTTL is how long a value stays in Redis. Default: 10m.
 	FarTTL time.Duration
@@ -77,6 +73,27 @@ type Options struct {
 	// judged; tests pass a fake one. Default: the system clock (the near
 	// tier reads it through a cheap coarse clock).
 	Clock local.Clock
+}
+
+// NearOptions configure the near tier (package local).
+type NearOptions struct {
+	// Capacity is the most entries the near tier holds. Default: 10000.
+	Capacity int
+
+	// TTL is how long a value stays in the near tier, never longer than
+	// its Redis copy. Default: 1m.
+	TTL time.Duration
+
+	// MaxBytes, when > 0, also bounds the near tier by the encoded size of
+	// its values (which are then encoded even without Redis).
+	// Default: 0, Capacity alone.
+	MaxBytes int64
+
+	// Admission, when true, lets a frequency filter choose what the near
+	// tier keeps (S3-FIFO; see local.Options.Admission): a higher hit
+	// ratio than recency alone on skewed workloads, for a fixed table of
+	// about 4 bytes per entry of Capacity. Default: false, approximate LRU.
+	Admission bool
 }
 
 // RefreshOptions keep hot keys fresh and serve expired values when their
@@ -155,10 +172,6 @@ type ValueOptions struct {
 	// is returned but not cached, and Set fails with [ErrValueTooLarge].
 	// Default: 8 MiB.
 	MaxBytes int
-
-	// NearMaxBytes, when > 0, also bounds the near tier by the encoded
-	// size of its values. Default: 0, NearCapacity alone.
-	NearMaxBytes int64
 }
 
 // Defaults of Options.
@@ -195,7 +208,7 @@ func (o Options) withDefaults() (Options, error) {
 		inv.HealthInterval = defaultHealthInterval
 	}
 	for _, d := range []dur{
-		{"NearTTL", &o.NearTTL, defaultNearTTL, time.Millisecond},
+		{"Near.TTL", &o.Near.TTL, defaultNearTTL, time.Millisecond},
 		{"FarTTL", &o.FarTTL, defaultFarTTL, time.Millisecond},
 		{"NotFoundTTL", &o.NotFoundTTL, defaultNotFoundTTL, time.Millisecond},
 		{"FarTimeout", &o.FarTimeout, defaultFarTimeout, time.Millisecond},
@@ -234,10 +247,10 @@ func (o Options) withDefaults() (Options, error) {
 		return o, bad("Refresh.Ahead", "must be in [0, 1), got %v", ref.Ahead)
 	case ref.SoftTimeout > 0 && ref.StaleGrace == 0:
 		return o, bad("Refresh.SoftTimeout", "does nothing without Refresh.StaleGrace: a caller has no stale value to fall back on")
-	case o.NearCapacity < 0:
-		return o, bad("NearCapacity", "must not be negative, got %d", o.NearCapacity)
-	case o.Values.NearMaxBytes < 0:
-		return o, bad("Values.NearMaxBytes", "must not be negative, got %d", o.Values.NearMaxBytes)
+	case o.Near.Capacity < 0:
+		return o, bad("Near.Capacity", "must not be negative, got %d", o.Near.Capacity)
+	case o.Near.MaxBytes < 0:
+		return o, bad("Near.MaxBytes", "must not be negative, got %d", o.Near.MaxBytes)
 	case o.Values.CompressAbove < 0:
 		return o, bad("Values.CompressAbove", "must not be negative, got %d", o.Values.CompressAbove)
 	case o.Values.MaxBytes < 0:
@@ -255,8 +268,8 @@ func (o Options) withDefaults() (Options, error) {
 	if err := checkNamespace(o.Namespace); err != nil {
 		return o, bad("Namespace", "%v", err)
 	}
-	if o.NearCapacity == 0 {
-		o.NearCapacity = defaultNearCapacity
+	if o.Near.Capacity == 0 {
+		o.Near.Capacity = defaultNearCapacity
 	}
 	if o.Values.MaxBytes == 0 {
 		o.Values.MaxBytes = defaultMaxBytes

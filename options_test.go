@@ -32,9 +32,9 @@ func TestOptionsValidation(t *testing.T) {
 		opts   Options
 		fields []string // what the error names
 	}{
-		{"NearCapacity -1", Options{NearCapacity: -1}, []string{"NearCapacity"}},
-		{"NearTTL negative", Options{NearTTL: -time.Second}, []string{"NearTTL"}},
-		{"NearTTL 1µs", Options{NearTTL: time.Microsecond}, []string{"NearTTL"}},
+		{"NearCapacity -1", Options{Near: NearOptions{Capacity: -1}}, []string{"Near.Capacity"}},
+		{"NearTTL negative", Options{Near: NearOptions{TTL: -time.Second}}, []string{"Near.TTL"}},
+		{"NearTTL 1µs", Options{Near: NearOptions{TTL: time.Microsecond}}, []string{"Near.TTL"}},
 		{"FarTTL negative", Options{FarTTL: -1}, []string{"FarTTL"}},
 		{"FarTTL 1µs", Options{FarTTL: time.Microsecond}, []string{"FarTTL"}},
 		{"NotFoundTTL negative", Options{NotFoundTTL: -1}, []string{"NotFoundTTL"}},
@@ -81,7 +81,7 @@ func TestOptionsValidation(t *testing.T) {
 		{"Invalidation.WatchExternalWrites with Sharded",
 			Options{Redis: unreachable, Invalidation: InvalidationOptions{WatchExternalWrites: true, Sharded: true}},
 			[]string{"Invalidation.WatchExternalWrites", "Invalidation.Sharded"}},
-		{"Values.NearMaxBytes -1", Options{Values: ValueOptions{NearMaxBytes: -1}}, []string{"Values.NearMaxBytes"}},
+		{"Near.MaxBytes -1", Options{Near: NearOptions{MaxBytes: -1}}, []string{"Near.MaxBytes"}},
 		{"Values.CompressAbove -1", Options{Values: ValueOptions{CompressAbove: -1}}, []string{"Values.CompressAbove"}},
 		{"Values.MaxBytes -1", Options{Values: ValueOptions{MaxBytes: -1}}, []string{"Values.MaxBytes"}},
 		{"Values.Codec with a reserved ID", Options{Redis: unreachable, Values: ValueOptions{Codec: badIDCodec{}}},
@@ -122,7 +122,7 @@ func TestOptionsAccepted(t *testing.T) {
 		"Jitter -1":                      {Jitter: -1},
 		"Jitter 0.99":                    {Jitter: 0.99},
 		"Refresh.Ahead 0.99":             {Refresh: RefreshOptions{Ahead: 0.99}},
-		"millisecond durations":          {NearTTL: time.Millisecond, FarTTL: time.Millisecond, NotFoundTTL: time.Millisecond, LoadTimeout: time.Millisecond},
+		"millisecond durations":          {Near: NearOptions{TTL: time.Millisecond}, FarTTL: time.Millisecond, NotFoundTTL: time.Millisecond, LoadTimeout: time.Millisecond},
 		"DegradedNearTTL -1":             {Redis: client, Invalidation: InvalidationOptions{DegradedNearTTL: -1}},
 		"WaitForLoads = LoadTimeout":     {Redis: client, WaitForLoads: time.Second, LoadTimeout: time.Second},
 		"SoftTimeout with StaleGrace":    {Refresh: RefreshOptions{StaleGrace: time.Second, SoftTimeout: time.Millisecond}},
@@ -145,7 +145,7 @@ func TestOptionsAccepted(t *testing.T) {
 func TestJitterMinusOneMeansNone(t *testing.T) {
 	m, client, _ := newMiniredis(t)
 	clock := newFakeClock()
-	c := newCache[int](t, Options{Redis: client, NearTTL: 100 * time.Second, FarTTL: 100 * time.Second, Jitter: -1, Clock: clock})
+	c := newCache[int](t, Options{Redis: client, Near: NearOptions{TTL: 100 * time.Second}, FarTTL: 100 * time.Second, Jitter: -1, Clock: clock})
 	ctx := context.Background()
 	for i, k := range []string{"a", "b", "c", "d", "e"} {
 		if err := c.Set(ctx, k, i); err != nil {
@@ -218,7 +218,7 @@ type funcHolder struct {
 }
 
 // A type the codec cannot encode fails New at once with Redis (and with
-// NearMaxBytes, which encodes to weigh), with an error naming the type;
+// Near.MaxBytes, which encodes to weigh), with an error naming the type;
 // without either, it is cached as it is.
 func TestUnencodableType(t *testing.T) {
 	_, client, _ := newMiniredis(t)
@@ -232,7 +232,7 @@ func TestUnencodableType(t *testing.T) {
 	check(t, err, "func()")
 	_, err = New[funcHolder](Options{Redis: client})
 	check(t, err, "funcHolder")
-	_, err = New[chan int](Options{Values: ValueOptions{NearMaxBytes: 1 << 20}})
+	_, err = New[chan int](Options{Near: NearOptions{MaxBytes: 1 << 20}})
 	check(t, err, "chan int")
 
 	c := newCache[func() string](t, Options{})
@@ -259,7 +259,7 @@ func TestCenturiesOfTTL(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			m, client, _ := newMiniredis(t)
 			ctx := context.Background()
-			c := newCache[string](t, Options{Redis: client, NearTTL: centuries, FarTTL: centuries, Clock: clock})
+			c := newCache[string](t, Options{Redis: client, Near: NearOptions{TTL: centuries}, FarTTL: centuries, Clock: clock})
 			if r, err := c.Fetch(ctx, "loaded", constLoader("v")); err != nil || r.Value != "v" {
 				t.Fatalf("Fetch = %+v, %v", r, err)
 			}
@@ -278,7 +278,7 @@ func TestCenturiesOfTTL(t *testing.T) {
 					t.Fatalf("%s: Fetch after DropNear = %+v, %v; want v from Redis", k, r, err)
 				}
 			}
-			nearOnly := newCache[string](t, Options{NearTTL: centuries, Clock: clock})
+			nearOnly := newCache[string](t, Options{Near: NearOptions{TTL: centuries}, Clock: clock})
 			if err := nearOnly.Set(ctx, "k", "v"); err != nil {
 				t.Fatal(err)
 			}

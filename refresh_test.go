@@ -47,7 +47,7 @@ func TestRefreshAheadReloads(t *testing.T) {
 	m, client, _ := newMiniredis(t)
 	clock := newFakeClock()
 	loader := &versionLoader{}
-	c := newCache[string](t, Options{Redis: client, NearTTL: 10 * time.Second, FarTTL: 10 * time.Second,
+	c := newCache[string](t, Options{Redis: client, Near: NearOptions{TTL: 10 * time.Second}, FarTTL: 10 * time.Second,
 		Jitter: -1, Refresh: RefreshOptions{Ahead: 0.2}, Clock: clock})
 	ctx := context.Background()
 	if v, _ := c.Get(ctx, "k", loader); v != "v1" {
@@ -86,7 +86,7 @@ func TestRefreshAheadFromRedis(t *testing.T) {
 	m, client, _ := newMiniredis(t)
 	clock := newFakeClock()
 	loader := &versionLoader{}
-	c := newCache[string](t, Options{Redis: client, NearTTL: 10 * time.Second, FarTTL: time.Hour,
+	c := newCache[string](t, Options{Redis: client, Near: NearOptions{TTL: 10 * time.Second}, FarTTL: time.Hour,
 		Jitter: -1, Refresh: RefreshOptions{Ahead: 0.2}, Clock: clock})
 	ctx := context.Background()
 	if _, err := c.Get(ctx, "k", loader); err != nil {
@@ -126,7 +126,7 @@ func TestRefreshAheadStartsOneRefresh(t *testing.T) {
 		}
 		return "v", nil
 	})
-	c := newCache[string](t, Options{NearTTL: 10 * time.Second, Jitter: -1, Refresh: RefreshOptions{Ahead: 0.2}, Clock: clock})
+	c := newCache[string](t, Options{Near: NearOptions{TTL: 10 * time.Second}, Jitter: -1, Refresh: RefreshOptions{Ahead: 0.2}, Clock: clock})
 	ctx := context.Background()
 	if _, err := c.Get(ctx, "k", loader); err != nil {
 		t.Fatal(err)
@@ -162,7 +162,7 @@ func TestRefreshAheadStartsOneRefresh(t *testing.T) {
 func TestRefreshAheadErrorIsCounted(t *testing.T) {
 	clock := newFakeClock()
 	loader := &versionLoader{}
-	c := newCache[string](t, Options{NearTTL: 10 * time.Second, Jitter: -1, Refresh: RefreshOptions{Ahead: 0.2}, Clock: clock})
+	c := newCache[string](t, Options{Near: NearOptions{TTL: 10 * time.Second}, Jitter: -1, Refresh: RefreshOptions{Ahead: 0.2}, Clock: clock})
 	ctx := context.Background()
 	if _, err := c.Get(ctx, "k", loader); err != nil {
 		t.Fatal(err)
@@ -192,7 +192,7 @@ func TestRefreshAheadFailureKeepsRedisCopy(t *testing.T) {
 	m, client, _ := newMiniredis(t)
 	clock := newFakeClock()
 	loader := &versionLoader{}
-	c := newCache[string](t, Options{Redis: client, NearTTL: 10 * time.Second, FarTTL: 10 * time.Second,
+	c := newCache[string](t, Options{Redis: client, Near: NearOptions{TTL: 10 * time.Second}, FarTTL: 10 * time.Second,
 		Jitter: -1, Refresh: RefreshOptions{Ahead: 0.2}, Clock: clock})
 	ctx := context.Background()
 	if _, err := c.Get(ctx, "k", loader); err != nil {

@@ -21,7 +21,7 @@ func TestStaleGrace(t *testing.T) {
 	m, client, _ := newMiniredis(t)
 	clock := newFakeClock()
 	loader := &versionLoader{}
-	opts := Options{Redis: client, NearTTL: 10 * time.Second, FarTTL: 10 * time.Second, Jitter: -1,
+	opts := Options{Redis: client, Near: NearOptions{TTL: 10 * time.Second}, FarTTL: 10 * time.Second, Jitter: -1,
 		Refresh: RefreshOptions{StaleGrace: time.Minute}, Clock: clock}
 	c := newCache[string](t, opts)
 	ctx := context.Background()
@@ -88,7 +88,7 @@ func TestStaleGraceSoftTimeout(t *testing.T) {
 		}
 		return "old", nil
 	})
-	c := newCache[string](t, Options{NearTTL: 10 * time.Second, Jitter: -1,
+	c := newCache[string](t, Options{Near: NearOptions{TTL: 10 * time.Second}, Jitter: -1,
 		Refresh: RefreshOptions{StaleGrace: time.Minute, SoftTimeout: 20 * time.Millisecond}, Clock: clock})
 	ctx := context.Background()
 	if _, err := c.Get(ctx, "k", loader); err != nil {
@@ -148,7 +148,7 @@ func TestSoftTimeoutBoundsTheRedisRead(t *testing.T) {
 	client.AddHook(hold)
 	t.Cleanup(func() { client.Close() })
 	clock := newFakeClock()
-	c := newCache[string](t, Options{Redis: client, NearTTL: 10 * time.Second, FarTTL: time.Hour, Jitter: -1,
+	c := newCache[string](t, Options{Redis: client, Near: NearOptions{TTL: 10 * time.Second}, FarTTL: time.Hour, Jitter: -1,
 		Refresh: RefreshOptions{StaleGrace: time.Minute, SoftTimeout: 20 * time.Millisecond}, Clock: clock})
 	ctx := context.Background()
 	if _, err := c.Get(ctx, "k", constLoader("old")); err != nil {
@@ -246,7 +246,7 @@ func TestGetManyServesStale(t *testing.T) {
 		}
 		return out, nil
 	})
-	opts := Options{Redis: client, NearTTL: 10 * time.Second, FarTTL: 10 * time.Second, Jitter: -1,
+	opts := Options{Redis: client, Near: NearOptions{TTL: 10 * time.Second}, FarTTL: 10 * time.Second, Jitter: -1,
 		Refresh: RefreshOptions{StaleGrace: time.Hour}, Clock: clock}
 	a := newCache[string](t, opts)
 	b := newCache[string](t, opts)
@@ -303,7 +303,7 @@ func TestStaleGraceRealRedis(t *testing.T) {
 		}
 		return "fresh", nil
 	})
-	opts := Options{Redis: srv.Client(t), Namespace: "stale", NearTTL: 10 * time.Second, FarTTL: 10 * time.Second,
+	opts := Options{Redis: srv.Client(t), Namespace: "stale", Near: NearOptions{TTL: 10 * time.Second}, FarTTL: 10 * time.Second,
 		Jitter: -1, Refresh: RefreshOptions{StaleGrace: time.Minute}, Clock: clock}
 	a := newCache[string](t, opts)
 	ctx := context.Background()

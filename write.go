@@ -32,9 +32,9 @@ func (c *Cache[V]) Set(ctx context.Context, key string, value V) error {
 	e := nearEntry[V]{value: stored}
 	ttl := c.nearTTL(farTTL)
 	if c.far == nil {
-		if n := c.opts.Values.NearMaxBytes; n > 0 && int64(len(data)) > n {
+		if n := c.opts.Near.MaxBytes; n > 0 && int64(len(data)) > n {
 			c.DropNear(key)
-			return fmt.Errorf("%w: %q encodes to %d bytes, over Values.NearMaxBytes (%d), and there is no Redis to hold it", ErrValueTooLarge, key, len(data), n)
+			return fmt.Errorf("%w: %q encodes to %d bytes, over Near.MaxBytes (%d), and there is no Redis to hold it", ErrValueTooLarge, key, len(data), n)
 		}
 		// Nothing can change key between a write and the store: store and
 		// stamp in one step, so that fills guarded before it are refused.

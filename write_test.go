@@ -334,7 +334,7 @@ func TestNoGrowthWhileUnsubscribed(t *testing.T) {
 	o.Username, o.Password = "nosub", "pw"
 	client := redis.NewClient(o)
 	t.Cleanup(func() { client.Close() })
-	c, err := New[[]byte](Options{Redis: client, NearCapacity: 100, FarTimeout: generous})
+	c, err := New[[]byte](Options{Redis: client, Near: NearOptions{Capacity: 100}, FarTimeout: generous})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -76,7 +76,7 @@ func Example() {
 	r := tiertest.NewRedis(t)
 	clock := tiertest.NewClock(r)
 	caches := tiertest.Replicas[Schema](t, 2, tier.Options{
-		Redis: r.Client(), Clock: clock, NearTTL: time.Minute, FarTTL: 10 * time.Minute,
+		Redis: r.Client(), Clock: clock, Near: tier.NearOptions{TTL: time.Minute}, FarTTL: 10 * time.Minute,
 	})
 	db := newSchemaDB()
 	a, b := &SchemaService{caches[0], db}, &SchemaService{caches[1], db}

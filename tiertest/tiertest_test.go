@@ -47,7 +47,7 @@ func TestClockExpiresBothTiersOfACache(t *testing.T) {
 	r := tiertest.NewRedis(t)
 	clock := tiertest.NewClock(r)
 	c := tiertest.Replicas[string](t, 1, tier.Options{
-		Redis: r.Client(), Clock: clock, NearTTL: time.Minute, FarTTL: time.Hour, Jitter: -1,
+		Redis: r.Client(), Clock: clock, Near: tier.NearOptions{TTL: time.Minute}, FarTTL: time.Hour, Jitter: -1,
 	})[0]
 	var loads atomic.Int64
 	load := tier.LoaderFunc[string](func(context.Context, string) (string, error) {
