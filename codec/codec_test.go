@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -598,7 +599,8 @@ func TestDecodeCorrupt(t *testing.T) {
 		{"unregistered user codec", []byte{1, 200, 0, 0xc0}, newRecord, "unknown codec ID 200"},
 		{"compression 2", []byte{1, 1, 2, 0xc0}, newRecord, "unknown compression ID 2"},
 		{"compression 15", []byte{1, 1, 0x0f, 0xc0}, newRecord, "unknown compression ID 15"},
-		{"reserved flag", []byte{1, 1, 0x20, 0xc0}, newRecord, "unknown flags 0x20"},
+		{"reserved flag", []byte{1, 1, 0x40, 0xc0}, newRecord, "unknown flags 0x40"},
+		{"malformed tags", []byte{1, 1, 0x20, 0xc0}, newRecord, "malformed tags field"},
 		{"truncated expiry", []byte{1, 1, 0x10, 0, 0, 1}, newRecord, "truncated expiry"},
 		{"expiring tombstone with payload", []byte{1, 0, 0x90, 0, 0, 0, 0, 0, 0, 0, 1, 0xc0}, newRecord, "malformed tombstone"},
 		{"tombstone with payload", []byte{1, 0, 0x80, 0xc0}, newRecord, "malformed tombstone"},
@@ -1086,5 +1088,42 @@ func TestMsgpackRegister(t *testing.T) {
 	}
 	if !bytes.Contains(data, []byte("\xa5-3.5C")) {
 		t.Errorf("the registered encoder was not used: %q", data)
+	}
+}
+
+// Tags travel in the header: Tags reads them without decoding the value,
+// Decode skips them, and a truncated or lying tags field is corrupt.
+func TestTags(t *testing.T) {
+	f := mustNew(t, Options{})
+	exp := time.UnixMilli(1_800_000_000_000)
+	for _, tags := range [][]string{{"tenant:7"}, {"a", "", strings.Repeat("t", 300)}} {
+		data, err := f.EncodeTagged("value", exp, 42, tags)
+		if err != nil {
+			t.Fatal(err)
+		}
+		born, got, ok := Tags(data)
+		if !ok || born != 42 || !slices.Equal(got, tags) {
+			t.Fatalf("Tags = %d, %q, %v; want 42, %q", born, got, ok, tags)
+		}
+		if at, ok := Expiry(data); !ok || !at.Equal(exp) {
+			t.Fatalf("Expiry = %v, %v", at, ok)
+		}
+		var v string
+		if err := f.Decode(data, &v); err != nil || v != "value" {
+			t.Fatalf("Decode = %q, %v", v, err)
+		}
+		for n := len(data) - len("value") - 2; n > headerLen+expiryLen; n-- {
+			if err := f.Decode(data[:n], &v); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("Decode of %d of %d bytes = %v, want ErrCorrupt", n, len(data), err)
+			}
+		}
+	}
+	plain, _ := f.EncodeExpiring("v", exp)
+	if _, _, ok := Tags(plain); ok {
+		t.Fatal("Tags of an untagged value reported tags")
+	}
+	lying := []byte{version, msgpackID, flagTags, 0, 0xff, 0xff, 0x03}
+	if _, _, ok := Tags(lying); ok {
+		t.Fatal("Tags of a field whose count lies reported tags")
 	}
 }

@@ -28,11 +28,15 @@
 //	2       1     flags:
 //	                bits 0-3 (0x0f)  compression ID: 0 none, 1 S2
 //	                bit 4    (0x10)  expiry: an 8-byte expiry field follows
-//	                bits 5-6 (0x60)  reserved, always 0
+//	                bit 5    (0x20)  tags: a tags field follows (not in a
+//	                                 tombstone)
+//	                bit 6    (0x40)  reserved, always 0
 //	                bit 7    (0x80)  tombstone
 //	3       8     only with the expiry flag: the time the value expires,
 //	              as Unix milliseconds, big-endian, never 0
-//	3 or 11 rest  payload: the codec's bytes, compressed if the compression
+//	then    var   only with the tags flag: uvarint born, uvarint count,
+//	              count × (uvarint length, bytes) of the tags
+//	then    rest  payload: the codec's bytes, compressed if the compression
 //	              ID says so; empty in a tombstone
 //
 // An S2 payload is one S2 block (github.com/klauspost/compress/s2 block

@@ -127,7 +127,15 @@ func (f *Format) Encode(v any) ([]byte, error) {
 // EncodeExpiring is [Format.Encode] that also records in the header the
 // time at which the value expires, to the millisecond, for [Expiry] to read
 // back without decoding the value. A zero expires records nothing.
-func (f *Format) EncodeExpiring(v any, expires time.Time) (data []byte, err error) {
+func (f *Format) EncodeExpiring(v any, expires time.Time) ([]byte, error) {
+	return f.EncodeTagged(v, expires, 0, nil)
+}
+
+// EncodeTagged is [Format.EncodeExpiring] that also records tags in the
+// header, with born, a number the caller gives them meaning by (tier:
+// the tag clock when the value's load began), for [Tags] to read back
+// without decoding the value. No tags record nothing.
+func (f *Format) EncodeTagged(v any, expires time.Time, born uint64, tags []string) (data []byte, err error) {
 	// A value's own marshalling method may panic: the caller gets an error.
 	defer func() {
 		if r := recover(); r != nil {
@@ -149,8 +157,12 @@ func (f *Format) EncodeExpiring(v any, expires time.Time) (data []byte, err erro
 	if len(payload) > f.maxSize {
 		return nil, fmt.Errorf("%w: %s encoding of %T is %d bytes, MaxSize is %d", ErrTooLarge, f.codec.Name(), v, len(payload), f.maxSize)
 	}
-	var h [headerLen + expiryLen]byte
+	var h [headerLen + expiryLen + 64]byte
 	hdr := header(h[:0], f.id, expires)
+	if len(tags) > 0 {
+		hdr[2] |= flagTags
+		hdr = appendTags(hdr, born, tags)
+	}
 	if f.compressAbove > 0 && len(payload) > f.compressAbove && s2.MaxEncodedLen(len(payload)) > 0 {
 		buf := getScratch()
 		defer putScratch(buf)

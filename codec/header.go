@@ -16,7 +16,8 @@ const (
 
 	// Bits of the flags byte.
 	flagTombstone   = 0x80
-	flagReserved    = 0x60
+	flagReserved    = 0x40
+	flagTags        = 0x20
 	flagExpiry      = 0x10
 	flagCompression = 0x0f // the compression ID
 
@@ -54,6 +55,12 @@ func (f *Format) payload(data []byte) (Codec, []byte, error) {
 			return nil, nil, corrupt("truncated expiry: %d bytes, want %d", len(payload), expiryLen)
 		}
 		payload = payload[expiryLen:]
+	}
+	if flags&flagTags != 0 {
+		var ok bool
+		if _, _, payload, ok = readTags(payload, false); !ok {
+			return nil, nil, corrupt("malformed tags field")
+		}
 	}
 	switch {
 	case flags&flagTombstone == 0:
@@ -140,4 +147,64 @@ func Expiry(data []byte) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return time.UnixMilli(int64(ms)), true
+}
+
+// appendTags appends the tags field: born and the tags, each as a uvarint
+// length and its bytes.
+func appendTags(dst []byte, born uint64, tags []string) []byte {
+	dst = binary.AppendUvarint(dst, born)
+	dst = binary.AppendUvarint(dst, uint64(len(tags)))
+	for _, t := range tags {
+		dst = binary.AppendUvarint(dst, uint64(len(t)))
+		dst = append(dst, t...)
+	}
+	return dst
+}
+
+// readTags reads the tags field at the start of b and returns what
+// follows it; the tags themselves only if want. ok is false for a field
+// that does not fit in b.
+func readTags(b []byte, want bool) (born uint64, tags []string, rest []byte, ok bool) {
+	born, n := binary.Uvarint(b)
+	if n <= 0 {
+		return 0, nil, nil, false
+	}
+	b = b[n:]
+	count, n := binary.Uvarint(b)
+	if n <= 0 || count > uint64(len(b)-n) { // each tag takes a byte at least
+		return 0, nil, nil, false
+	}
+	b = b[n:]
+	if want {
+		tags = make([]string, 0, count)
+	}
+	for range count {
+		l, n := binary.Uvarint(b)
+		if n <= 0 || l > uint64(len(b)-n) {
+			return 0, nil, nil, false
+		}
+		if want {
+			tags = append(tags, string(b[n:n+int(l)]))
+		}
+		b = b[n+int(l):]
+	}
+	return born, tags, b, true
+}
+
+// Tags returns the tags recorded in data by [Format.EncodeTagged], and the
+// born number given with them, reading the header only. ok is false for
+// bytes that carry no tags or are not a value of this format.
+func Tags(data []byte) (born uint64, tags []string, ok bool) {
+	if len(data) < headerLen || data[0] != version || data[2]&flagTags == 0 || data[2]&flagTombstone != 0 {
+		return 0, nil, false
+	}
+	b := data[headerLen:]
+	if data[2]&flagExpiry != 0 {
+		if len(b) < expiryLen {
+			return 0, nil, false
+		}
+		b = b[expiryLen:]
+	}
+	born, tags, _, ok = readTags(b, true)
+	return born, tags, ok
 }

@@ -21,6 +21,10 @@ type Handler interface {
 	Invalidate(keys []string)
 	// InvalidateAll drops every near copy.
 	InvalidateAll()
+	// InvalidateTags drops the near copies that carry one of tags and were
+	// born before clock; clock 0 (an operator's message) means "read the
+	// tags' markers from Redis".
+	InvalidateTags(tags []string, clock uint64)
 	// Disconnected says that the subscription is lost, for the reason
 	// cause: messages published from now until the next Connected may
 	// never arrive.

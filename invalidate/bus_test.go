@@ -26,8 +26,11 @@ func newRecorder() *recorder { return &recorder{events: make(chan string, 10000)
 
 func (r *recorder) Invalidate(keys []string) { r.events <- fmt.Sprintf("keys %q", keys) }
 func (r *recorder) InvalidateAll()           { r.events <- "all" }
-func (r *recorder) Disconnected(error)       { r.events <- "down" }
-func (r *recorder) Connected()               { r.events <- "up" }
+func (r *recorder) InvalidateTags(tags []string, clock uint64) {
+	r.events <- fmt.Sprintf("tags %q at %d", tags, clock)
+}
+func (r *recorder) Disconnected(error) { r.events <- "down" }
+func (r *recorder) Connected()         { r.events <- "up" }
 
 // expect reads the next events and compares them with want. The deadline
 // only turns a hang into a failure; nothing is timed.
@@ -132,12 +135,13 @@ func TestOperatorCommands(t *testing.T) {
 	newBus(t, client, r, Options{})
 	r.expect(t, "up")
 	ctx := context.Background()
-	for _, p := range []string{"user:42", "*", "=*", "=", `{"json":1}`, "a b\nc"} {
+	for _, p := range []string{"user:42", "*", "=*", "=", `{"json":1}`, "a b\nc", "#12:tenant:7", "#:t", "=#x"} {
 		if err := client.Publish(ctx, "ns:invalidate", p).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	r.expect(t, `keys ["user:42"]`, "all", `keys ["*"]`, `keys [""]`, `keys ["{\"json\":1}"]`, `keys ["a b\nc"]`)
+	r.expect(t, `keys ["user:42"]`, "all", `keys ["*"]`, `keys [""]`, `keys ["{\"json\":1}"]`, `keys ["a b\nc"]`,
+		`tags ["tenant:7"] at 12`, `tags ["t"] at 0`, `keys ["#x"]`)
 }
 
 func TestMalformedMessagesAreCountedAndIgnored(t *testing.T) {

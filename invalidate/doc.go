@@ -17,11 +17,14 @@
 //
 // A payload on the channel is one of:
 //
-//   - drop every key
-//     =KEY         drop KEY, exactly as written after the "=" (any key)
-//     KEY          drop KEY: the whole payload, less one trailing newline,
-//     when it does not start with "=" or a NUL byte
-//     \x00 FRAME   a library frame (below)
+//	"*"            drop every key
+//	"=" KEY        drop KEY, exactly as written after the "=" (any key)
+//	"#" CLOCK ":" TAG
+//	               drop the entries of TAG born before CLOCK, a decimal
+//	               tag clock (empty: read TAG's marker from Redis)
+//	"\x00" FRAME   a library frame (below)
+//	KEY            drop KEY: the whole payload, less one trailing
+//	               newline, when it starts with none of the above
 //
 // So an operator drops a key by publishing the key itself:
 //
@@ -30,7 +33,7 @@
 // A trailing newline is dropped from the plain form because
 // `echo user:42 | redis-cli -x PUBLISH users:invalidate` adds one; the "="
 // form keeps every byte, for the empty key, the key "*", and keys that
-// start with "=" or NUL or end with a newline. [OperatorPayload] returns
+// start with "=", "#" or NUL or end with a newline. [OperatorPayload] returns
 // the payload for any key. An empty payload is malformed.
 //
 // A library frame, as [AppendFrame] writes it, is:

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -13,6 +14,13 @@ import (
 type Message struct {
 	Keys []string
 	All  bool
+
+	// Tags, when set, names tags whose entries to drop: those born before
+	// Clock (see tier's InvalidateTag). A message with tags has no keys.
+	Tags []string
+	// Clock is the tag clock of a tag message; 0 in an operator's, whose
+	// receivers read each tag's marker from Redis instead.
+	Clock uint64
 
 	// Sync marks a frame that drops nothing: its origin publishes it to
 	// learn when every message published before it has reached it (see
@@ -43,6 +51,7 @@ const (
 	flagSent     = 0x04
 	flagSync     = 0x08
 	escapeMarker = '='
+	tagMarker    = '#'
 	allMarker    = "*"
 
 	// DefaultMaxMessageBytes is the default bound on a payload's size.
@@ -54,9 +63,9 @@ var ErrMalformed = errors.New("invalidate: malformed message")
 
 // OperatorPayload returns what an operator publishes to drop key: the key
 // itself, or "=" and the key when the key is empty, is "*", starts with
-// "=" or a NUL byte, or ends with a newline.
+// "=", "#" or a NUL byte, or ends with a newline.
 func OperatorPayload(key string) string {
-	if key == "" || key == allMarker || key[0] == escapeMarker || key[0] == frameMarker || strings.HasSuffix(key, "\n") {
+	if key == "" || key == allMarker || key[0] == escapeMarker || key[0] == tagMarker || key[0] == frameMarker || strings.HasSuffix(key, "\n") {
 		return string(escapeMarker) + key
 	}
 	return key
@@ -108,6 +117,8 @@ func Parse(payload []byte, maxBytes int) (Message, error) {
 		return parseFrame(payload)
 	case len(payload) > 0 && payload[0] == escapeMarker:
 		return Message{Keys: []string{string(payload[1:])}}, nil
+	case len(payload) > 0 && payload[0] == tagMarker:
+		return parseTag(payload[1:])
 	}
 	key := string(payload)
 	if k, ok := strings.CutSuffix(key, "\n"); ok {
@@ -120,6 +131,31 @@ func Parse(payload []byte, maxBytes int) (Message, error) {
 		return Message{All: true}, nil
 	}
 	return Message{Keys: []string{key}}, nil
+}
+
+// TagPayload returns the payload that drops the entries of tag born before
+// clock: "#<clock>:<tag>", or "#:<tag>" for clock 0.
+func TagPayload(clock uint64, tag string) string {
+	if clock == 0 {
+		return "#:" + tag
+	}
+	return "#" + strconv.FormatUint(clock, 10) + ":" + tag
+}
+
+// parseTag reads "<clock>:<tag>" or ":<tag>", the rest of a tag payload.
+func parseTag(p []byte) (Message, error) {
+	digits, tag, ok := strings.Cut(string(p), ":")
+	if !ok {
+		return Message{}, fmt.Errorf("%w: a tag payload is \"#<clock>:<tag>\" or \"#:<tag>\"", ErrMalformed)
+	}
+	var clock uint64
+	if digits != "" {
+		var err error
+		if clock, err = strconv.ParseUint(digits, 10, 64); err != nil {
+			return Message{}, fmt.Errorf("%w: tag clock %q", ErrMalformed, digits)
+		}
+	}
+	return Message{Tags: []string{tag}, Clock: clock}, nil
 }
 
 func parseFrame(p []byte) (Message, error) {

@@ -34,6 +34,7 @@ func TestParseOperatorForms(t *testing.T) {
 		{"a\n\n", []string{"a\n"}, false},
 		{"a\r", []string{"a\r"}, false},
 		{"=a\n", []string{"a\n"}, false},
+		{"=#x", []string{"#x"}, false},
 	}
 	for _, tc := range cases {
 		m, err := Parse([]byte(tc.payload), 0)
@@ -47,7 +48,7 @@ func TestParseOperatorForms(t *testing.T) {
 }
 
 func TestOperatorPayloadExpressesEveryKey(t *testing.T) {
-	for _, key := range []string{"", "*", "=", "=x", "\x00", "\x00frame", "plain", "a b", "x\ny", "**", "a\n", "a\r\n", "a\r", "\n"} {
+	for _, key := range []string{"", "*", "=", "=x", "\x00", "\x00frame", "plain", "a b", "x\ny", "**", "a\n", "a\r\n", "a\r", "\n", "#tag"} {
 		m, err := Parse([]byte(OperatorPayload(key)), 0)
 		if err != nil || m.All || len(m.Keys) != 1 || m.Keys[0] != key {
 			t.Fatalf("key %q: payload %q parsed to %+v, %v", key, OperatorPayload(key), m, err)
@@ -129,5 +130,28 @@ func TestParseRejectsMalformed(t *testing.T) {
 	}
 	if _, err := Parse([]byte("0123456789"), 5); !errors.Is(err, ErrMalformed) {
 		t.Errorf("over a custom limit: err = %v", err)
+	}
+}
+
+func TestParseTagPayloads(t *testing.T) {
+	for _, tc := range []struct {
+		payload string
+		tag     string
+		clock   uint64
+	}{
+		{TagPayload(12, "tenant:7"), "tenant:7", 12},
+		{TagPayload(0, "t"), "t", 0},
+		{"#:", "", 0},
+		{"#18446744073709551615:x", "x", 1<<64 - 1},
+	} {
+		m, err := Parse([]byte(tc.payload), 0)
+		if err != nil || len(m.Keys) != 0 || !slices.Equal(m.Tags, []string{tc.tag}) || m.Clock != tc.clock {
+			t.Errorf("Parse(%q) = %+v, %v; want tag %q at %d", tc.payload, m, err, tc.tag, tc.clock)
+		}
+	}
+	for _, bad := range []string{"#tenant", "#x1:t", "#-1:t", "#18446744073709551616:t"} {
+		if _, err := Parse([]byte(bad), 0); !errors.Is(err, ErrMalformed) {
+			t.Errorf("Parse(%q) = %v, want ErrMalformed", bad, err)
+		}
 	}
 }

@@ -234,8 +234,12 @@ func (b *Bus) dispatch(payload string) {
 	if b.opts.Observe != nil && !m.Sent.IsZero() {
 		b.opts.Observe(max(time.Since(m.Sent), 0))
 	}
-	if m.All {
+	switch {
+	case m.All:
 		b.handler.InvalidateAll()
+		return
+	case m.Tags != nil:
+		b.handler.InvalidateTags(m.Tags, m.Clock)
 		return
 	}
 	b.handler.Invalidate(m.Keys)
