@@ -25,6 +25,8 @@ import (
 //     DEL (a load's write over its lease, or the lease given back); a
 //     script's commands are checked against the ACL too;
 //   - PUBLISH sends Invalidate's and InvalidateAll's messages;
+//   - INCR, in InvalidateTag's script, advances the tag clock (whose key,
+//     and the markers', are under "app:" too);
 //   - SUBSCRIBE receives them; PING checks the subscription and, after
 //     an outage, Redis.
 //
@@ -36,7 +38,7 @@ import (
 // &__keyspace@<db>__:app:* (TestACLUserWatchingExternalWrites). On Redis
 // 7.2 and later go-redis also sends CLIENT SETINFO when it connects, and
 // ignores its failure.
-const aclUser = "~app:* &app:invalidate -@all +get +mget +set +del +unlink +publish +subscribe +ping +evalsha +eval"
+const aclUser = "~app:* &app:invalidate -@all +get +mget +set +del +unlink +incr +publish +subscribe +ping +evalsha +eval"
 
 // setUser creates (or resets) the user name with password "s3cret" and
 // rules, and returns a client connecting as it, closed when the test ends.
@@ -170,6 +172,10 @@ func exerciseAsUser(t *testing.T, srv *redistest.Server, user string, sharded bo
 		{"b hears the Invalidate", func() error { return awaitErr(bEvents, "keys") }},
 		{"InvalidateAll", func() error { return a.InvalidateAll(ctx) }},
 		{"b hears the InvalidateAll", func() error { return awaitErr(bEvents, "all") }},
+		{"Set with a tag", func() error { return a.Set(ctx, "tagged", "v", "t") }},
+		{"b hears the tagged Set", func() error { return awaitErr(bEvents, "keys") }},
+		{"InvalidateTag", func() error { return a.InvalidateTag(ctx, "t") }},
+		{"b hears the InvalidateTag", func() error { return awaitErr(bEvents, "tags") }},
 		{"GetMany", func() error {
 			got, err := b.GetMany(ctx, []string{"x", "y", "none"}, BatchLoaderFunc[string](func(context.Context, []string) (map[string]string, error) {
 				return map[string]string{"x": "1", "y": "2"}, nil

@@ -37,12 +37,12 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 		e, ok := c.near.Get(k)
 		switch {
 		case !ok:
-		case e.staleAt == 0 || now < e.staleAt:
+		case e.usable(now):
 			if !e.absent {
 				out[k] = e.value
 			}
 			continue
-		default:
+		case e.tags == nil || !e.tags.stale(): // past its TTL, kept for grace
 			stale = put(stale, k, e.value)
 		}
 		missing = append(missing, k)
@@ -57,6 +57,7 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 		return out, fmt.Errorf("tier: get many: %w", err)
 	}
 	g := c.near.StartFill()
+	born := c.born()
 	claims := make(map[string]claim, len(missing))
 	toLoad := missing
 	if c.far != nil && c.breaker.allow() {
@@ -70,7 +71,7 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 			c.breaker.success()
 			toLoad = toLoad[:0:0]
 			for i, k := range missing {
-				e, hit, cl, isStale := c.fromFar(k, vals[i], g, false)
+				e, hit, cl, isStale := c.fromFar(ctx, k, vals[i], g, false)
 				switch {
 				case hit && !e.absent:
 					out[k] = e.value
@@ -91,7 +92,8 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 		return out, nil
 	}
 	c.stats.misses.Add(uint64(len(toLoad)))
-	loaded, err := c.callBatchLoader(ctx, loader, toLoad)
+	lctx, col := collecting(ctx)
+	loaded, err := c.callBatchLoader(lctx, loader, toLoad)
 	wctx := context.WithoutCancel(ctx) // leases go back even if ctx ended
 	if err != nil {
 		c.stats.loadErrors.Add(1)
@@ -120,8 +122,14 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 			c.fill(g, k, nearEntry[V]{absent: true}, ttl, len(tomb))
 			continue
 		}
+		tags := col.of(k)
+		t, err := c.tagsOf(wctx, born, tags)
+		if err != nil || t != nil && t.stale() { // see load
+			out[k] = v
+			continue
+		}
 		farTTL := c.jitter(c.opts.FarTTL)
-		b, stored, err := c.encode(k, v, farTTL)
+		b, stored, err := c.encode(k, v, farTTL, born, tags)
 		out[k] = stored
 		if err != nil {
 			c.stats.notCached.Add(1)
@@ -129,7 +137,7 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 			continue
 		}
 		data[k], farTTLs[k] = b, farTTL
-		c.fill(g, k, nearEntry[V]{value: stored}, c.nearTTL(farTTL), len(b))
+		c.fill(g, k, nearEntry[V]{value: stored, tags: t}, c.nearTTL(farTTL), len(b))
 	}
 	c.swapFar(wctx, toLoad, claims, func(k string) ([]byte, time.Duration) { return data[k], farTTLs[k] })
 	return out, nil

@@ -23,6 +23,12 @@ func (h busHandler[V]) Invalidate(keys []string) {
 	h.c.event("keys")
 }
 
+func (h busHandler[V]) InvalidateTags(tags []string, clock uint64) {
+	h.c.stats.invalidations.Add(uint64(len(tags)))
+	h.c.invalidateTags(tags, clock)
+	h.c.event("tags")
+}
+
 func (h busHandler[V]) InvalidateAll() {
 	h.c.stats.invalidations.Add(1)
 	h.c.dropAll()
@@ -35,6 +41,7 @@ func (h busHandler[V]) InvalidateAll() {
 func (h busHandler[V]) Disconnected(cause error) {
 	h.c.sub.down(cause)
 	h.c.dropAll()
+	h.c.tags.reset()
 	h.c.event("down")
 }
 
@@ -43,6 +50,8 @@ func (h busHandler[V]) Disconnected(cause error) {
 // confirmed, so any change since will reach it.
 func (h busHandler[V]) Connected() {
 	h.c.dropAll()
+	h.c.tags.reset()
+	h.c.syncTagClock()
 	h.c.sub.upAgain()
 	h.c.event("up")
 }

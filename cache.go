@@ -55,6 +55,15 @@ type nearEntry[V any] struct {
 	// refreshAt, with Refresh.Ahead, is when a hit starts a background
 	// refresh. 0 without.
 	refreshAt int64
+	// tags is what the entry knows of its tags; nil for none (see tags.go).
+	tags *tagged
+}
+
+// usable reports whether e may be served fresh at now (Unix nanoseconds
+// by Cache.now): not past its TTL, and none of its tags invalidated since
+// it was born.
+func (e *nearEntry[V]) usable(now int64) bool {
+	return (e.staleAt == 0 || now < e.staleAt) && (e.tags == nil || !e.tags.stale())
 }
 
 // Cache is a read-through cache of values of type V in two tiers: a near
@@ -74,6 +83,10 @@ type Cache[V any] struct {
 	sub *link
 
 	flights sync.Map // key → *flight[V]; see flight.go
+
+	tags     tagRegistry   // the markers of the tags near entries carry
+	tagClock atomic.Uint64 // the tag clock this replica knows (see tags.go)
+	tagsUsed atomic.Bool   // a tag was ever seen here: the clock is worth reading
 
 	closeMu   sync.RWMutex // held to start a flight or probe, taken by Close
 	closed    atomic.Bool
@@ -124,15 +137,31 @@ func New[V any](opts Options) (*Cache[V], error) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
 	c.closing, c.cancel = context.WithCancel(context.Background())
+	c.tags.max = max(o.Near.Capacity, 1024)
 	if o.Redis == nil {
+		c.tags.local = true
 		return c, nil
 	}
 	inv := o.Invalidation
+	// The store and the breaker first: the subscription's handler may run
+	// as soon as the bus starts, and uses them.
 	ropts := remote.Options{Namespace: o.Namespace, Timeout: o.FarTimeout}
+	if !inv.Disabled {
+		ropts.Channel, ropts.Sharded = o.Namespace+":invalidate", inv.Sharded
+		ropts.Announce = func(keys []string) ([][]byte, error) { return c.bus.Frames(keys...) }
+	}
+	c.far, err = remote.New(o.Redis, ropts)
+	if err != nil {
+		c.near.Close()
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+	}
+	far := newLink("Redis", true, c.log, c.now)
+	far.onChange = func(up bool) { c.event(map[bool]string{false: "redis down", true: "redis up"}[up]) }
+	c.breaker = newBreaker(c.far.Ping, far, inv.HealthInterval, c.startProbe)
 	if !inv.Disabled {
 		c.sub = newLink("the invalidation subscription", false, c.log, c.now)
 		c.bus, err = invalidate.New(o.Redis, busHandler[V]{c}, invalidate.Options{
-			Channel:        o.Namespace + ":invalidate",
+			Channel:        ropts.Channel,
 			Namespace:      o.Namespace,
 			HealthInterval: inv.HealthInterval,
 			Timeout:        o.FarTimeout,
@@ -145,20 +174,7 @@ func New[V any](opts Options) (*Cache[V], error) {
 			c.near.Close()
 			return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 		}
-		ropts.Channel, ropts.Sharded = c.bus.Channel(), inv.Sharded
-		ropts.Announce = func(keys []string) ([][]byte, error) { return c.bus.Frames(keys...) }
 	}
-	c.far, err = remote.New(o.Redis, ropts)
-	if err != nil {
-		if c.bus != nil {
-			c.bus.Close()
-		}
-		c.near.Close()
-		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
-	}
-	far := newLink("Redis", true, c.log, c.now)
-	far.onChange = func(up bool) { c.event(map[bool]string{false: "redis down", true: "redis up"}[up]) }
-	c.breaker = newBreaker(c.far.Ping, far, inv.HealthInterval, c.startProbe)
 	if c.bus != nil {
 		// Give the subscription a moment, so that a fresh cache keeps
 		// values near at once; if Redis is slow or down, it starts

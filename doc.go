@@ -30,6 +30,18 @@
 // every replica with `redis-cli PUBLISH <Namespace>:invalidate <key>`, and
 // everything with "*". docs/DESIGN.md proves the guarantee in a page.
 //
+// # Tags
+//
+// A value may carry tags: given to [Cache.Set], or attached by a loader
+// with [Tag] while it loads. [Cache.InvalidateTag] makes every value of a
+// tag that was read from the source before the call a miss, with the same
+// bound as a key's invalidation (this replica at once, the others within
+// one pub/sub hop, within 2×HealthInterval after a gap), and in Redis too:
+// no replica serves such a copy from Redis afterwards. It costs one Redis
+// script whatever the number of values that carry the tag: a per-tag
+// marker is compared, on each read, with the tag clock when the value's
+// load began. docs/DESIGN.md has the details.
+//
 // # When Redis fails
 //
 // A Redis outage degrades the cache; it never fails a read. After a few

@@ -95,7 +95,7 @@ func (c *Cache[V]) awaitLoad(ctx context.Context, key string, g local.FillGuard,
 		}
 		c.breaker.success()
 		if !ok || !isLease(data) { // a value, or the lease given back or expired without one
-			return c.farAnswer(key, data, g, f, false)
+			return c.farAnswer(ctx, key, data, g, f, false)
 		}
 		pause.Reset(wait)
 	}

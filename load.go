@@ -20,8 +20,9 @@ import (
 // copy is in its last Refresh.Ahead too.
 func (c *Cache[V]) resolve(ctx context.Context, key string, loader Loader[V], f *flight[V], refresh bool) (Result[V], error) {
 	g := c.near.StartFill()
+	born := c.born()
 	if !refresh {
-		if e, ok := c.near.Peek(key); ok && (e.staleAt == 0 || c.now().UnixNano() < e.staleAt) {
+		if e, ok := c.near.Peek(key); ok && e.usable(c.now().UnixNano()) {
 			if e.absent {
 				return Result[V]{Source: SourceNear}, ErrNotFound
 			}
@@ -53,7 +54,7 @@ func (c *Cache[V]) resolve(ctx context.Context, key string, loader Loader[V], f 
 	if !refresh {
 		c.stats.misses.Add(1)
 	}
-	return c.load(ctx, key, loader, g, cl, f)
+	return c.load(ctx, key, loader, g, cl, f, born)
 }
 
 // claim says what a load may write over in Redis.
@@ -80,12 +81,12 @@ func (c *Cache[V]) readFar(ctx context.Context, key string, g local.FillGuard, f
 	if ok && isLease(data) && c.opts.WaitForLoads > 0 {
 		return c.awaitLoad(ctx, key, g, f)
 	}
-	return c.farAnswer(key, data, g, f, refresh)
+	return c.farAnswer(ctx, key, data, g, f, refresh)
 }
 
 // farAnswer turns bytes read from Redis into readFar's answer.
-func (c *Cache[V]) farAnswer(key string, data []byte, g local.FillGuard, f *flight[V], refresh bool) (r Result[V], cl claim, hit bool, err error) {
-	e, hit, cl, stale := c.fromFar(key, data, g, refresh)
+func (c *Cache[V]) farAnswer(ctx context.Context, key string, data []byte, g local.FillGuard, f *flight[V], refresh bool) (r Result[V], cl claim, hit bool, err error) {
+	e, hit, cl, stale := c.fromFar(ctx, key, data, g, refresh)
 	switch {
 	case !hit:
 		if stale {
@@ -103,8 +104,9 @@ func (c *Cache[V]) farAnswer(key string, data []byte, g local.FillGuard, f *flig
 // g. Anything else is to load, over the claim returned; stale says that
 // e holds a value past its TTL, kept for StaleGrace, to serve if the load
 // fails. A refresh also reloads a value in its last Refresh.Ahead of
-// FarTTL.
-func (c *Cache[V]) fromFar(key string, data []byte, g local.FillGuard, refresh bool) (e nearEntry[V], hit bool, cl claim, stale bool) {
+// FarTTL. A value one of whose tags was invalidated since it was born is
+// reloaded and overwritten, never served.
+func (c *Cache[V]) fromFar(ctx context.Context, key string, data []byte, g local.FillGuard, refresh bool) (e nearEntry[V], hit bool, cl claim, stale bool) {
 	switch {
 	case data == nil:
 		return e, false, claim{take: true}, false
@@ -114,6 +116,12 @@ func (c *Cache[V]) fromFar(key string, data []byte, g local.FillGuard, refresh b
 	e, ok := c.decode(key, data)
 	if !ok {
 		return e, false, claim{old: data}, false // corrupt: reload and overwrite
+	}
+	if born, tags, ok := codec.Tags(data); ok {
+		var err error
+		if e.tags, err = c.tagsOf(ctx, born, tags); err != nil || e.tags.stale() {
+			return nearEntry[V]{}, false, claim{old: data}, false
+		}
 	}
 	left := time.Duration(math.MaxInt64)
 	if at, ok := codec.Expiry(data); ok {
@@ -138,7 +146,8 @@ func (c *Cache[V]) fromFar(key string, data []byte, g local.FillGuard, refresh b
 // load calls the loader and stores what it returns: in Redis over cl.old
 // (so never over a Set or Delete made meanwhile, which replaced or removed
 // it), and in the near tier under g.
-func (c *Cache[V]) load(ctx context.Context, key string, loader Loader[V], g local.FillGuard, cl claim, f *flight[V]) (Result[V], error) {
+func (c *Cache[V]) load(ctx context.Context, key string, loader Loader[V], g local.FillGuard, cl claim, f *flight[V], born uint64) (Result[V], error) {
+	ctx, col := collecting(ctx)
 	v, err := c.callLoader(ctx, key, loader)
 	// Redis is written with a context of its own: the load may have used
 	// up the flight's, and a lease must be given back all the same.
@@ -158,8 +167,16 @@ func (c *Cache[V]) load(ctx context.Context, key string, loader Loader[V], g loc
 		}
 		return Result[V]{Source: SourceLoad}, fmt.Errorf("tier: load %q: %w", key, err)
 	}
+	tags := col.of(key)
+	t, err := c.tagsOf(wctx, born, tags)
+	if err != nil || t != nil && t.stale() {
+		// A tag of the value was invalidated after the load began: the
+		// callers get it, neither tier keeps it.
+		c.writeOver(wctx, key, cl, nil, 0)
+		return Result[V]{Value: v, Source: SourceLoad}, nil
+	}
 	farTTL := c.jitter(c.opts.FarTTL)
-	data, stored, err := c.encode(key, v, farTTL)
+	data, stored, err := c.encode(key, v, farTTL, born, tags)
 	if err != nil {
 		c.stats.notCached.Add(1)
 		c.log.Debug("tier: loaded value not cached", "key", key, "err", err)
@@ -167,7 +184,7 @@ func (c *Cache[V]) load(ctx context.Context, key string, loader Loader[V], g loc
 		return Result[V]{Value: v, Source: SourceLoad}, nil
 	}
 	c.writeOver(wctx, key, cl, data, farTTL)
-	c.fill(g, key, nearEntry[V]{value: stored}, c.nearTTL(farTTL), len(data))
+	c.fill(g, key, nearEntry[V]{value: stored, tags: t}, c.nearTTL(farTTL), len(data))
 	return Result[V]{Value: stored, Source: SourceLoad}, nil
 }
 
@@ -243,15 +260,15 @@ func (c *Cache[V]) decode(key string, data []byte) (e nearEntry[V], ok bool) {
 	return e, true
 }
 
-// encode returns the bytes stored in Redis for v, fresh for ttl, and the
-// value to keep near and return: with Redis, the value every replica
-// decodes from those bytes, so that replicas agree. Without Redis and
-// Near.MaxBytes, nothing is encoded.
-func (c *Cache[V]) encode(key string, v V, ttl time.Duration) ([]byte, V, error) {
+// encode returns the bytes stored in Redis for v, fresh for ttl, with its
+// tags and born number, and the value to keep near and return: with
+// Redis, the value every replica decodes from those bytes, so that
+// replicas agree. Without Redis and Near.MaxBytes, nothing is encoded.
+func (c *Cache[V]) encode(key string, v V, ttl time.Duration, born uint64, tags []string) ([]byte, V, error) {
 	if c.format == nil {
 		return nil, v, nil
 	}
-	data, err := c.format.EncodeExpiring(v, time.Unix(0, deadline(c.now().UnixNano(), ttl)))
+	data, err := c.format.EncodeTagged(v, time.Unix(0, deadline(c.now().UnixNano(), ttl)), born, tags)
 	if err != nil {
 		return nil, v, fmt.Errorf("tier: encode %q: %w", key, err)
 	}

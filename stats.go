@@ -20,7 +20,8 @@ type Stats struct {
 	NotCached     uint64 // loaded values returned but not stored (too large, not encodable)
 	Evictions     uint64 // near entries evicted to make room
 
-	Invalidations uint64 // keys dropped on messages from other replicas or operators
+	Invalidations uint64 // keys and tags dropped on messages from other replicas or operators
+	TagMarkers    uint64 // tag markers held now, for the tags near entries carry: at most max(Near.Capacity, 1024)
 	Malformed     uint64 // invalidation messages ignored as malformed
 	Losses        uint64 // invalidation subscriptions lost (near tier dropped)
 	Reconnects    uint64 // subscriptions re-established after a loss
@@ -49,6 +50,7 @@ func (c *Cache[V]) Stats() Stats {
 		NotCached:     c.stats.notCached.Load(),
 		Evictions:     n.Evictions,
 		Invalidations: c.stats.invalidations.Load(),
+		TagMarkers:    uint64(c.tags.len()),
 	}
 	if c.breaker != nil {
 		st.FarSkipped = c.breaker.link.total.Load()

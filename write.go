@@ -16,20 +16,35 @@ import (
 // matches [ErrValueTooLarge] for a value over Options.Values.MaxBytes, and
 // [ErrUnavailable] when Redis could not be reached.
 //
+// Tags, when given, tag the value for [Cache.InvalidateTag].
+//
 // With Redis, Set keeps near the value every replica decodes from Redis,
 // not value itself: mutating value afterwards changes nothing cached. A
 // near-only cache keeps value itself.
-func (c *Cache[V]) Set(ctx context.Context, key string, value V) error {
+func (c *Cache[V]) Set(ctx context.Context, key string, value V, tags ...string) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
+	// The tags' markers first: reading them raises the clock this replica
+	// knows to them at least, so that the value is not born stale.
+	t, err := c.tagsOf(ctx, 0, tags)
+	if err != nil {
+		c.DropNear(key)
+		return c.writeFailed(ctx, "set", key, err)
+	}
+	born := c.born()
+	if t != nil {
+		t.born = born
+	}
 	farTTL := c.jitter(c.opts.FarTTL)
-	data, stored, err := c.encode(key, value, farTTL)
+	var data []byte
+	var stored V
+	data, stored, err = c.encode(key, value, farTTL, born, tags)
 	if err != nil {
 		c.DropNear(key)
 		return err
 	}
-	e := nearEntry[V]{value: stored}
+	e := nearEntry[V]{value: stored, tags: t}
 	ttl := c.nearTTL(farTTL)
 	if c.far == nil {
 		if n := c.opts.Near.MaxBytes; n > 0 && int64(len(data)) > n {

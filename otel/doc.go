@@ -13,7 +13,7 @@
 //
 //   - [Register] creates one Int64ObservableCounter per field of
 //     [tier.Stats] (tier.near_hits, tier.far_hits and so on; the field's
-//     comment is the description) and registers one callback that calls
+//     comment is the description), but a gauge for TagMarkers, a level, and registers one callback that calls
 //     the stats function once per collection and observes every counter
 //     from that one reading, with the attribute cache=<name>. Nothing runs
 //     between collections: the cache's hot path pays nothing.

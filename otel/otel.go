@@ -32,7 +32,7 @@ var counters = []struct {
 	{"corrupt", "Values in Redis that did not decode, reloaded and overwritten.", func(s *tier.Stats) uint64 { return s.Corrupt }},
 	{"not_cached", "Loaded values returned but not stored (too large, not encodable).", func(s *tier.Stats) uint64 { return s.NotCached }},
 	{"evictions", "Near entries evicted to make room.", func(s *tier.Stats) uint64 { return s.Evictions }},
-	{"invalidations", "Keys dropped on messages from other replicas or operators.", func(s *tier.Stats) uint64 { return s.Invalidations }},
+	{"invalidations", "Keys and tags dropped on messages from other replicas or operators.", func(s *tier.Stats) uint64 { return s.Invalidations }},
 	{"malformed", "Invalidation messages ignored as malformed.", func(s *tier.Stats) uint64 { return s.Malformed }},
 	{"subscription_losses", "Invalidation subscriptions lost (near tier dropped).", func(s *tier.Stats) uint64 { return s.Losses }},
 	{"reconnects", "Invalidation subscriptions re-established after a loss.", func(s *tier.Stats) uint64 { return s.Reconnects }},
@@ -78,7 +78,7 @@ func newConfig(name string, opts []Option) (config, attribute.Set) {
 }
 
 // Register creates on meter one observable counter per field of
-// [tier.Stats], and registers a callback that reads stats, usually the
+// [tier.Stats] (a gauge for TagMarkers, a level, not a count), and registers a callback that reads stats, usually the
 // Stats method of a cache, once per collection:
 //
 //	reg, err := tierotel.Register(meter, "users", users.Stats)
@@ -88,20 +88,29 @@ func newConfig(name string, opts []Option) (config, attribute.Set) {
 func Register(meter metric.Meter, name string, stats func() tier.Stats, opts ...Option) (metric.Registration, error) {
 	cfg, set := newConfig(name, opts)
 	insts := make([]metric.Int64ObservableCounter, len(counters))
-	observables := make([]metric.Observable, len(counters))
+	observables := make([]metric.Observable, 0, len(counters)+1)
 	for i, m := range counters {
 		inst, err := meter.Int64ObservableCounter(cfg.prefix+"."+m.name, metric.WithDescription(m.desc))
 		if err != nil {
 			return nil, err
 		}
-		insts[i], observables[i] = inst, inst
+		insts[i] = inst
+		observables = append(observables, inst)
 	}
+	// Stats.TagMarkers is a level, not a count.
+	markers, err := meter.Int64ObservableGauge(cfg.prefix+".tag_markers",
+		metric.WithDescription("Tag markers held now, for the tags near entries carry."))
+	if err != nil {
+		return nil, err
+	}
+	observables = append(observables, markers)
 	attrs := []metric.ObserveOption{metric.WithAttributeSet(set)}
 	return meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		st := stats()
 		for i, m := range counters {
 			o.ObserveInt64(insts[i], int64(min(m.value(&st), math.MaxInt64)), attrs...)
 		}
+		o.ObserveInt64(markers, int64(min(st.TagMarkers, math.MaxInt64)), attrs...)
 		return nil
 	}, observables...)
 }

@@ -1,6 +1,8 @@
 package prom
 
 import (
+	"strings"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tier-cache/tier"
@@ -27,7 +29,8 @@ var counters = []struct {
 	{"corrupt_total", "Values in Redis that did not decode, reloaded and overwritten.", func(s *tier.Stats) uint64 { return s.Corrupt }},
 	{"not_cached_total", "Loaded values returned but not stored (too large, not encodable).", func(s *tier.Stats) uint64 { return s.NotCached }},
 	{"evictions_total", "Near entries evicted to make room.", func(s *tier.Stats) uint64 { return s.Evictions }},
-	{"invalidations_total", "Keys dropped on messages from other replicas or operators.", func(s *tier.Stats) uint64 { return s.Invalidations }},
+	{"invalidations_total", "Keys and tags dropped on messages from other replicas or operators.", func(s *tier.Stats) uint64 { return s.Invalidations }},
+	{"tag_markers", "Tag markers held now, for the tags near entries carry (a gauge).", func(s *tier.Stats) uint64 { return s.TagMarkers }},
 	{"malformed_total", "Invalidation messages ignored as malformed.", func(s *tier.Stats) uint64 { return s.Malformed }},
 	{"subscription_losses_total", "Invalidation subscriptions lost (near tier dropped).", func(s *tier.Stats) uint64 { return s.Losses }},
 	{"reconnects_total", "Invalidation subscriptions re-established after a loss.", func(s *tier.Stats) uint64 { return s.Reconnects }},
@@ -102,6 +105,10 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	st := c.stats()
 	for i, m := range counters {
-		ch <- prometheus.MustNewConstMetric(c.descs[i], prometheus.CounterValue, float64(m.value(&st)))
+		kind := prometheus.CounterValue
+		if !strings.HasSuffix(m.name, "_total") { // the one gauge: tag_markers
+			kind = prometheus.GaugeValue
+		}
+		ch <- prometheus.MustNewConstMetric(c.descs[i], kind, float64(m.value(&st)))
 	}
 }

@@ -34,6 +34,7 @@ var metricOf = map[string]string{
 	"NotCached":     "tier_not_cached_total",
 	"Evictions":     "tier_evictions_total",
 	"Invalidations": "tier_invalidations_total",
+	"TagMarkers":    "tier_tag_markers",
 	"Malformed":     "tier_malformed_total",
 	"Losses":        "tier_subscription_losses_total",
 	"Reconnects":    "tier_reconnects_total",
@@ -89,12 +90,16 @@ func TestEveryStatsFieldHasAMetric(t *testing.T) {
 			t.Errorf("tier.Stats.%s: no metric %s", field, name)
 			continue
 		}
-		if mf.GetType() != dto.MetricType_COUNTER || mf.GetHelp() == "" || len(mf.GetMetric()) != 1 {
-			t.Errorf("%s: type %v, help %q, %d series; want one counter with help", name, mf.GetType(), mf.GetHelp(), len(mf.GetMetric()))
+		kind, value := dto.MetricType_COUNTER, func(m *dto.Metric) float64 { return m.GetCounter().GetValue() }
+		if field == "TagMarkers" { // a level, not a count
+			kind, value = dto.MetricType_GAUGE, func(m *dto.Metric) float64 { return m.GetGauge().GetValue() }
+		}
+		if mf.GetType() != kind || mf.GetHelp() == "" || len(mf.GetMetric()) != 1 {
+			t.Errorf("%s: type %v, help %q, %d series; want one %v with help", name, mf.GetType(), mf.GetHelp(), len(mf.GetMetric()), kind)
 			continue
 		}
 		m := mf.GetMetric()[0]
-		if got := m.GetCounter().GetValue(); got != float64(i+1) {
+		if got := value(m); got != float64(i+1) {
 			t.Errorf("%s = %v, want tier.Stats.%s = %d", name, got, field, i+1)
 		}
 		if l := m.GetLabel(); len(l) != 1 || l[0].GetName() != "cache" || l[0].GetValue() != "users" {

@@ -6,7 +6,8 @@
 //
 //   - [Collector] reads [tier.Stats] when it is scraped (it keeps no state
 //     and adds nothing to the cache's hot path) and reports each field as a
-//     counter (tier_near_hits_total and so on; README.md lists them), with
+//     counter (tier_near_hits_total and so on; README.md lists them), but
+//     TagMarkers, a level, as the gauge tier_tag_markers, with
 //     the label cache="<name>".
 //   - [LagHistogram] records, through its Observe method passed as
 //     tier.Options.Invalidation.OnPropagation, how long each message from

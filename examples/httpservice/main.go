@@ -8,9 +8,12 @@
 // Endpoints:
 //
 //	GET    /v/{key}   the value, or 404; header X-Cache says near, far or load
-//	PUT    /v/{key}   set the value to the request body
+//	PUT    /v/{key}   set the value to the request body; ?tag=T (repeatable)
+//	                  tags it
 //	DELETE /v/{key}   delete the value
 //	POST   /invalidate/{key}  drop the key's near copies in every replica
+//	POST   /invalidate?tag=T  drop every value tagged T, in every replica
+//	                  and in Redis
 //	GET    /stats     the cache's counters as JSON
 //	GET    /ready     200 while the replica serves, degraded or not, with
 //	                  the cache's state in the body ("ready: ok", or
@@ -154,7 +157,7 @@ func newHandler(cache *tier.Cache[string], loader tier.Loader[string]) http.Hand
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		if err := cache.Set(r.Context(), r.PathValue("key"), string(body)); err != nil {
+		if err := cache.Set(r.Context(), r.PathValue("key"), string(body), r.URL.Query()["tag"]...); err != nil {
 			http.Error(w, err.Error(), writeStatus(err))
 			return
 		}
@@ -169,6 +172,18 @@ func newHandler(cache *tier.Cache[string], loader tier.Loader[string]) http.Hand
 	})
 	mux.HandleFunc("POST /invalidate/{key}", func(w http.ResponseWriter, r *http.Request) {
 		if err := cache.Invalidate(r.Context(), r.PathValue("key")); err != nil {
+			http.Error(w, err.Error(), writeStatus(err))
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /invalidate", func(w http.ResponseWriter, r *http.Request) {
+		tags := r.URL.Query()["tag"]
+		if len(tags) == 0 {
+			http.Error(w, "name the tags to drop: ?tag=T", http.StatusBadRequest)
+			return
+		}
+		if err := cache.InvalidateTag(r.Context(), tags...); err != nil {
 			http.Error(w, err.Error(), writeStatus(err))
 			return
 		}
