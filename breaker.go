@@ -31,6 +31,7 @@ const breakAfter = 3
 type breaker struct {
 	link     *link // up while closed; logs the changes
 	ping     func(context.Context) error
+	diagnose func(context.Context) error // why a timeout, if a dial can tell
 	interval time.Duration
 	start    func(probe func(ctx context.Context)) bool // runs the probe, unless closing
 
@@ -38,8 +39,8 @@ type breaker struct {
 	open     atomic.Bool
 }
 
-func newBreaker(ping func(context.Context) error, l *link, interval time.Duration, start func(func(context.Context)) bool) *breaker {
-	return &breaker{link: l, ping: ping, interval: interval, start: start}
+func newBreaker(ping, diagnose func(context.Context) error, l *link, interval time.Duration, start func(func(context.Context)) bool) *breaker {
+	return &breaker{link: l, ping: ping, diagnose: diagnose, interval: interval, start: start}
 }
 
 // allow reports whether callers may use Redis.
@@ -59,7 +60,7 @@ func (b *breaker) failure(err error) bool {
 		return false
 	}
 	if b.failures.Add(1) >= breakAfter && b.open.CompareAndSwap(false, true) {
-		b.link.down(cause(err))
+		b.link.down(b.why(err))
 		if !b.start(b.probe) {
 			b.open.Store(false) // closing: nothing will use it again
 		}
@@ -96,10 +97,26 @@ func (b *breaker) probe(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		b.link.down(cause(err)) // keeps the latest cause
+		b.link.down(b.why(err)) // keeps the latest cause
 		wait = min(2*wait, b.interval)
 		t.Reset(wait)
 	}
+}
+
+// why is the cause of err to report: a timeout while the client's pool
+// retries its dials says only "context deadline exceeded", so a dial of
+// our own, bounded by a tenth of HealthInterval, names the real cause
+// ("connection refused") when it can. A hung server accepts the dial: its
+// cause stays the timeout.
+func (b *breaker) why(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) && b.diagnose != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), b.interval/10)
+		defer cancel()
+		if derr := b.diagnose(ctx); derr != nil && !errors.Is(derr, context.DeadlineExceeded) {
+			return derr
+		}
+	}
+	return cause(err)
 }
 
 // cause strips err of the wrappers of this module ("tier: get "k": …",

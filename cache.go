@@ -157,7 +157,7 @@ func New[V any](opts Options) (*Cache[V], error) {
 	}
 	far := newLink("Redis", true, c.log, c.now)
 	far.onChange = func(up bool) { c.event(map[bool]string{false: "redis down", true: "redis up"}[up]) }
-	c.breaker = newBreaker(c.far.Ping, far, inv.HealthInterval, c.startProbe)
+	c.breaker = newBreaker(c.far.Ping, c.far.Diagnose, far, inv.HealthInterval, c.startProbe)
 	if !inv.Disabled {
 		c.sub = newLink("the invalidation subscription", false, c.log, c.now)
 		c.bus, err = invalidate.New(o.Redis, busHandler[V]{c}, invalidate.Options{

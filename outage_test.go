@@ -239,3 +239,40 @@ func TestOutageSummaryOncePerMinute(t *testing.T) {
 		t.Fatalf("%d summaries after a minute, want 1:\n%s", n, strings.Join(logs.lines(), "\n"))
 	}
 }
+
+// With the default FarTimeout, go-redis's own retries of its dials outlast
+// each operation, whose error then says only "context deadline exceeded";
+// the breaker still names the cause, and so does ErrUnavailable.
+func TestBreakerNamesTheCause(t *testing.T) {
+	srv := redistest.Start(t)
+	o := srv.Options()
+	o.MaxRetries = 0 // the defaults otherwise, dial retries included
+	client := redis.NewClient(o)
+	t.Cleanup(func() { client.Close() })
+	c := newCache[string](t, Options{Redis: client, FarTimeout: 100 * time.Millisecond, Invalidation: InvalidationOptions{Disabled: true}})
+	heard := events(c)
+	ctx := context.Background()
+	srv.Kill(t)
+	deadline := time.Now().Add(patience)
+	for i := 0; ; i++ {
+		c.Get(ctx, fmt.Sprint("k", i), constLoader("v"))
+		select {
+		case e := <-heard:
+			if e != "redis down" {
+				t.Fatalf("event %q", e)
+			}
+		default:
+			if time.Now().After(deadline) {
+				t.Fatal("the breaker never opened")
+			}
+			continue
+		}
+		break
+	}
+	if h := c.Health(); h.Redis.Err == nil || !strings.Contains(h.Redis.Err.Error(), "connection refused") {
+		t.Fatalf("Health().Redis.Err = %v, want connection refused", h.Redis.Err)
+	}
+	if err := c.Set(ctx, "k", "v"); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("Set = %v, want ErrUnavailable wrapping connection refused", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -472,4 +473,28 @@ func describe(keys []string) string {
 		return fmt.Sprintf("%q", keys[0])
 	}
 	return fmt.Sprintf("%q and %d more", keys[0], len(keys)-1)
+}
+
+// Diagnose tells why a single server does not answer: it dials the
+// server's address and returns the dial's error (such as "connection
+// refused"), or nil if the dial succeeds or the client is not a single
+// server. A go-redis operation that fails while its pool retries dials
+// reports only its deadline; this names the cause.
+func (s *Store) Diagnose(ctx context.Context) error {
+	c, ok := s.client.(*redis.Client)
+	if !ok {
+		return nil
+	}
+	o := c.Options()
+	dial := o.Dialer
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
+	}
+	conn, err := dial(ctx, o.Network, o.Addr)
+	if err != nil {
+		return err
+	}
+	conn.Close()
+	return nil
 }
