@@ -12,7 +12,7 @@
 //
 //   - The writer reads its own write: once [Cache.Set] returns nil, the next
 //     Get on the same replica returns the value set, or a later one; once
-//     [Cache.Delete] returns, it does not return the deleted value.
+//     [Cache.Delete] returns nil, it does not return the deleted value.
 //   - Every other replica stops serving the old value once the change's
 //     message reaches it (one pub/sub hop); a Get that starts after that
 //     reads Redis, which holds the new value.
