@@ -14,7 +14,7 @@
 //
 //	cd bench && go test -run x -bench 'Report/near-100k-1g/tier$' -cpuprofile cpu.out
 //
-// The near-tier comparison with otter alone, as go test benchmarks:
-//
-//	cd bench && go test -run x -bench Near -benchmem -count 5 .
+// Within each run of a row, tier and its peers take turns of a few
+// milliseconds each, so that a busy moment of a shared machine falls on
+// all of them; the report prints the load average at its start and end.
 package bench

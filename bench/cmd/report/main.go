@@ -19,7 +19,6 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
-	"testing"
 	"time"
 
 	"github.com/tier-cache/tier/bench/internal/redisproc"
@@ -27,6 +26,10 @@ import (
 )
 
 func main() {
+	if suite.ReplicaRequested() { // replica B of the stale-window row
+		os.Exit(suite.ReplicaMain())
+	}
+	suite.QuietRedis()
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
@@ -34,11 +37,10 @@ func main() {
 }
 
 func run() error {
-	testing.Init() // testing.Benchmark reads the -test.benchtime flag
 	quick := flag.Bool("quick", false, "the CI smoke run: every row, small figures, in well under a minute; writes no file unless -out is given")
 	out := flag.String("out", "", "write the report to this file (default: RESULTS.md for a full run, nothing for -quick)")
 	runs := flag.Int("runs", 0, "runs of each group (default: 5, or 1 with -quick)")
-	benchtime := flag.Duration("benchtime", 0, "time of one Go benchmark run (default: 300ms, or 20ms with -quick)")
+	benchtime := flag.Duration("benchtime", 0, "time each implementation of a timed row is measured per run (default: 300ms, or 20ms with -quick)")
 	only := flag.String("only", "", "measure only the groups whose ID matches this regular expression (e.g. 'near|far'); writes no file unless -out is given")
 	list := flag.Bool("list", false, "list the groups' IDs and exit")
 	mini := flag.Bool("miniredis", false, "use the embedded miniredis even if redis-server is on PATH")
@@ -79,9 +81,6 @@ func run() error {
 	if path == "" && !*quick && *only == "" && *runs == 0 && *benchtime == 0 {
 		path = "RESULTS.md"
 	}
-	if err := flag.Set("test.benchtime", cfg.BenchTime.String()); err != nil {
-		return err
-	}
 
 	srv, err := redisproc.Start(*mini)
 	if err != nil {
@@ -97,6 +96,8 @@ func run() error {
 	env := suite.NewEnv(cfg, srv)
 	defer env.Close()
 	began := time.Now()
+	loadStart := loadAverage()
+	fmt.Fprintf(os.Stderr, "report: load average %s at the start\n", loadStart)
 	var results []suite.GroupResult
 	for i, g := range groups {
 		fmt.Fprintf(os.Stderr, "report: [%d/%d] %s: %s ... ", i+1, len(groups), g.Section, g.Case)
@@ -110,6 +111,8 @@ func run() error {
 		results = append(results, gr)
 	}
 
+	loadEnd := loadAverage()
+	fmt.Fprintf(os.Stderr, "report: load average %s at the end\n", loadEnd)
 	command := "cd bench && go run ./cmd/report"
 	if *quick {
 		command += " -quick"
@@ -119,6 +122,7 @@ func run() error {
 		Date:    began.UTC().Format("2006-01-02 15:04 UTC"),
 		Go:      runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH,
 		Redis:   redisNote,
+		Load:    [2]string{loadStart, loadEnd},
 		Config:  cfg,
 		Command: command,
 		Quick:   *quick,
@@ -128,6 +132,9 @@ func run() error {
 	fmt.Fprintf(&buf, "\nThe run took %s.\n", time.Since(began).Round(time.Second))
 	os.Stdout.Write(buf.Bytes())
 	if path != "" {
+		if kept := keptSection(path); kept != "" {
+			buf.WriteString(kept)
+		}
 		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
 			return err
 		}
@@ -151,6 +158,39 @@ func filter(groups []suite.Group, re *regexp.Regexp) []suite.Group {
 		}
 	}
 	return out
+}
+
+// keptHeading starts the one section of RESULTS.md that the report does
+// not measure: a one-off comparison of two versions of tier, with the
+// command that made it, carried over from the file it replaces.
+const keptHeading = "\n## Before and after this rewrite\n"
+
+// keptSection returns the kept section of the file at path, from its
+// heading to the end of the file, or "".
+func keptSection(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	_, after, ok := strings.Cut(string(b), keptHeading)
+	if !ok {
+		return ""
+	}
+	return keptHeading + after
+}
+
+// loadAverage returns the 1, 5 and 15 minute load averages of the
+// machine, as uptime prints them.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 // machine names the CPU model and counts the cores.

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -36,7 +37,9 @@ type Server struct {
 	// Real is true for a redis-server process.
 	Real bool
 
-	cmd    *exec.Cmd
+	bin    string
+	port   int
+	cmd    *exec.Cmd     // nil while killed
 	exited chan struct{} // closed once cmd has been reaped
 	dir    string
 	mini   *miniredis.Miniredis
@@ -70,29 +73,69 @@ func startReal(bin string) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
-		cmd := exec.Command(bin,
-			"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-			"--save", "", "--appendonly", "no", "--dir", dir,
-			"--protected-mode", "yes", "--loglevel", "warning")
-		cmd.SysProcAttr = sysProcAttr()
-		if err := cmd.Start(); err != nil {
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("redisproc: start %s: %w", bin, err)
-		}
-		s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Real: true,
-			cmd: cmd, exited: make(chan struct{}), dir: dir}
-		go func() { cmd.Wait(); close(s.exited) }()
-		version, err := waitReady(s.Addr, s.exited)
-		if err == nil {
-			s.Kind = "redis-server " + version
+		s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Real: true, bin: bin, port: port, dir: dir}
+		if last = s.launch(); last == nil {
 			return s, nil
 		}
-		last = err
-		cmd.Process.Kill()
-		<-s.exited
 		os.RemoveAll(dir)
 	}
 	return nil, fmt.Errorf("redisproc: redis-server did not start: %w", last)
+}
+
+// launch starts the server process on s's port and waits until it
+// answers.
+func (s *Server) launch() error {
+	cmd := exec.Command(s.bin,
+		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", s.dir,
+		"--protected-mode", "yes", "--loglevel", "warning")
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", s.bin, err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	version, err := waitReady(s.Addr, exited)
+	if err != nil {
+		cmd.Process.Kill()
+		<-exited
+		return err
+	}
+	s.cmd, s.exited, s.Kind = cmd, exited, "redis-server "+version
+	return nil
+}
+
+// Kill stops the server at once, as kill -9 does (a miniredis closes its
+// listener and connections), keeping its port for Restart.
+func (s *Server) Kill() {
+	if s.mini != nil {
+		s.mini.Close()
+		return
+	}
+	if s.cmd != nil {
+		s.cmd.Process.Signal(syscall.SIGKILL)
+		<-s.exited
+		s.cmd = nil
+	}
+}
+
+// Restart starts a killed server again on the same port, empty.
+func (s *Server) Restart() error {
+	if s.mini != nil {
+		s.mini.FlushAll()
+		return s.mini.Restart()
+	}
+	if s.cmd != nil {
+		return errors.New("redisproc: restart of a running server")
+	}
+	var err error
+	for range 50 { // the port may linger a moment after the kill
+		if err = s.launch(); err == nil {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("redisproc: restart: %w", err)
 }
 
 func freePort() (int, error) {
@@ -154,7 +197,6 @@ func (s *Server) Close() {
 		s.mini.Close()
 		return
 	}
-	s.cmd.Process.Kill()
-	<-s.exited
+	s.Kill()
 	os.RemoveAll(s.dir)
 }

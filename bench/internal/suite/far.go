@@ -1,15 +1,15 @@
 package suite
 
 import (
-	"bufio"
 	"context"
-	"io"
-	"net"
+	"fmt"
 	"strconv"
-	"testing"
 	"time"
+	"unsafe"
 
 	gocache "github.com/go-redis/cache/v9"
+	"github.com/redis/go-redis/v9"
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/tier-cache/tier"
 )
@@ -20,25 +20,43 @@ const farTimeout = 2 * time.Second
 
 var farUser = User{ID: 1, Name: "Ada Lovelace", Email: "ada@example.com", Flags: 7}
 
-// failLoader fails a benchmark that was meant to be answered by Redis.
-func failLoader(b *testing.B) tier.LoaderFunc[User] {
-	return func(context.Context, string) (User, error) {
-		b.Error("a far hit called the loader")
-		return User{}, tier.ErrNotFound
-	}
+// newTier returns a cache on the server with the given namespace, whose
+// subscription is confirmed.
+func newTier(env *Env, ns string, mod func(*tier.Options)) (*tier.Cache[User], error) {
+	return newTierOn(env.Client(), ns, mod)
 }
 
-// newTier returns a cache on the server with the given namespace.
-func newTier(env *Env, ns string, mod func(*tier.Options)) (*tier.Cache[User], error) {
-	o := tier.Options{Redis: env.Client(), Namespace: ns, FarTimeout: farTimeout, DisableJitter: true}
+// newTierOn is newTier through client.
+func newTierOn(client *redis.Client, ns string, mod func(*tier.Options)) (*tier.Cache[User], error) {
+	o := tier.Options{Redis: client, Namespace: ns, FarTimeout: farTimeout, Jitter: -1}
 	if mod != nil {
 		mod(&o)
 	}
-	return tier.New[User](o)
+	c, err := tier.New[User](o)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.WaitReady(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
 }
+
+// failLoader fails a measurement that was meant to be answered by Redis.
+var failLoader = tier.LoaderFunc[User](func(context.Context, string) (User, error) {
+	return User{}, fmt.Errorf("a far hit called the loader")
+})
+
+var failBatchLoader = tier.BatchLoaderFunc[User](func(context.Context, []string) (map[string]User, error) {
+	return nil, fmt.Errorf("far hits called the loader")
+})
 
 func farGroups() []Group {
 	ctx := context.Background()
+	const key = "user:1"
 	hit := Group{
 		Section: "Far hit", ID: "far-hit", Redis: true, Metrics: timedMetrics,
 		Case: "one key, near miss, Redis hit",
@@ -49,101 +67,55 @@ func farGroups() []Group {
 			if err != nil {
 				return Runner{}, err
 			}
-			if err := c.Set(ctx, "user:1", farUser); err != nil {
+			if err := c.Set(ctx, key, farUser); err != nil {
+				c.Close()
 				return Runner{}, err
 			}
-			return Runner{Close: func() { c.Close() }, Bench: func(b *testing.B) {
-				loader := failLoader(b)
-				b.ReportAllocs()
-				for b.Loop() {
-					c.DropNear("user:1") // every read misses the near tier
-					r, err := c.Fetch(ctx, "user:1", loader)
-					if err != nil || r.Source != tier.SourceFar {
-						b.Fatalf("%v from %v, %v", r.Value, r.Source, err)
+			return Runner{Close: func() { c.Close() }, Op: func(int) func(int) error {
+				return func(n int) error {
+					for range n {
+						c.DropNear(key) // every read misses the near tier
+						r, err := c.Fetch(ctx, key, failLoader)
+						if err != nil || r.Source != tier.SourceFar {
+							return fmt.Errorf("%v from %v, %v", r.Value, r.Source, err)
+						}
 					}
+					return nil
 				}
 			}}, nil
 		}},
 		{Name: "go-redis/cache", Role: Peer, Note: "Get, no local cache", Setup: func(env *Env) (Runner, error) {
 			c := gocache.New(&gocache.Options{Redis: env.Client()})
-			if err := c.Set(&gocache.Item{Ctx: ctx, Key: "gc:user:1", Value: farUser, TTL: ttl}); err != nil {
+			if err := c.Set(&gocache.Item{Ctx: ctx, Key: "gc:" + key, Value: farUser, TTL: ttl}); err != nil {
 				return Runner{}, err
 			}
-			return Runner{Bench: func(b *testing.B) {
-				b.ReportAllocs()
-				for b.Loop() {
-					var u User
-					if err := c.Get(ctx, "gc:user:1", &u); err != nil || u.ID != 1 {
-						b.Fatal(u, err)
+			return Runner{Op: func(int) func(int) error {
+				return func(n int) error {
+					for range n {
+						var u User
+						if err := c.Get(ctx, "gc:"+key, &u); err != nil || u.ID != 1 {
+							return fmt.Errorf("%v, %v", u, err)
+						}
 					}
+					return nil
 				}
 			}}, nil
 		}},
-		{Name: "go-redis GET", Role: Floor, Note: "tier's bytes, not decoded", Setup: func(env *Env) (Runner, error) {
+		{Name: "go-redis GET", Role: Floor, Note: "of tier's bytes, not decoded", Setup: func(env *Env) (Runner, error) {
 			cl := env.Client()
-			if err := seedTierKey(env, "raw", "user:1"); err != nil {
+			if err := seedTier(env, "far", map[string]User{key: farUser}); err != nil {
 				return Runner{}, err
 			}
-			return Runner{Bench: func(b *testing.B) {
-				b.ReportAllocs()
-				for b.Loop() {
-					if _, err := cl.Get(ctx, "raw:user:1").Bytes(); err != nil {
-						b.Fatal(err)
+			return Runner{Op: func(int) func(int) error {
+				return func(n int) error {
+					for range n {
+						if _, err := cl.Get(ctx, "far:"+key).Bytes(); err != nil {
+							return err
+						}
 					}
+					return nil
 				}
 			}}, nil
-		}},
-		{Name: "go-redis pipeline GET+PTTL", Role: Floor, Note: "one round trip, two commands", Setup: func(env *Env) (Runner, error) {
-			cl := env.Client()
-			if err := seedTierKey(env, "raw", "user:1"); err != nil {
-				return Runner{}, err
-			}
-			return Runner{Bench: func(b *testing.B) {
-				b.ReportAllocs()
-				for b.Loop() {
-					p := cl.Pipeline()
-					get := p.Get(ctx, "raw:user:1")
-					p.PTTL(ctx, "raw:user:1")
-					if _, err := p.Exec(ctx); err != nil {
-						b.Fatal(err)
-					}
-					if _, err := get.Bytes(); err != nil {
-						b.Fatal(err)
-					}
-				}
-			}}, nil
-		}},
-		{Name: "go-redis PUBLISH", Role: Floor, Note: "no subscriber", Setup: func(env *Env) (Runner, error) {
-			cl := env.Client()
-			return Runner{Bench: func(b *testing.B) {
-				b.ReportAllocs()
-				for b.Loop() {
-					if err := cl.Publish(ctx, "nobody", "k").Err(); err != nil {
-						b.Fatal(err)
-					}
-				}
-			}}, nil
-		}},
-		{Name: "RESP PING on a raw socket", Role: Floor, Note: "Redis without go-redis", Setup: func(env *Env) (Runner, error) {
-			conn, err := net.Dial("tcp", env.Redis.Addr)
-			if err != nil {
-				return Runner{}, err
-			}
-			return Runner{Close: func() { conn.Close() }, Bench: func(b *testing.B) {
-				r := bufio.NewReader(conn)
-				b.ReportAllocs()
-				for b.Loop() {
-					if _, err := io.WriteString(conn, "PING\r\n"); err != nil {
-						b.Fatal(err)
-					}
-					if line, err := r.ReadSlice('\n'); err != nil || string(line) != "+PONG\r\n" {
-						b.Fatalf("%q, %v", line, err)
-					}
-				}
-			}}, nil
-		}},
-		{Name: "TCP round trip", Role: Floor, Note: "1 byte to a Go echo server", Setup: func(*Env) (Runner, error) {
-			return tcpEcho()
 		}},
 	}
 
@@ -153,133 +125,99 @@ func farGroups() []Group {
 		Case: strconv.Itoa(batch) + " keys, near misses, Redis hits",
 	}
 	keys := keyList(batch)
+	values := make(map[string]User, batch)
+	full := make([]string, batch)
+	for i, k := range keys {
+		values[k] = userOf(i, k)
+		full[i] = "many:" + k
+	}
+	mget := func(env *Env, decode bool) (Runner, error) {
+		cl := env.Client()
+		if err := seedTier(env, "many", values); err != nil {
+			return Runner{}, err
+		}
+		return Runner{Op: func(int) func(int) error {
+			return func(n int) error {
+				for range n {
+					vs, err := cl.MGet(ctx, full...).Result()
+					if err != nil || len(vs) != batch || vs[batch-1] == nil {
+						return fmt.Errorf("%d values, %v", len(vs), err)
+					}
+					if !decode {
+						continue
+					}
+					us := make([]User, batch)
+					for i, v := range vs {
+						if err := msgpack.Unmarshal(payload(v.(string)), &us[i]); err != nil {
+							return err
+						}
+					}
+					if us[batch-1].ID != batch-1 {
+						return fmt.Errorf("decoded %+v", us[batch-1])
+					}
+				}
+				return nil
+			}
+		}}, nil
+	}
 	many.Impls = []Impl{
 		{Name: "tier", Role: Tier, Note: "DropNear, then GetMany", Setup: func(env *Env) (Runner, error) {
-			c, err := newTier(env, "many", func(o *tier.Options) { o.NearCapacity = 10 * batch })
+			c, err := newTier(env, "many", func(o *tier.Options) { o.Near.Capacity = 10 * batch })
 			if err != nil {
 				return Runner{}, err
 			}
-			for i, k := range keys {
-				if err := c.Set(ctx, k, userOf(i, k)); err != nil {
+			for k, v := range values {
+				if err := c.Set(ctx, k, v); err != nil {
+					c.Close()
 					return Runner{}, err
 				}
 			}
-			return Runner{Close: func() { c.Close() }, Bench: func(b *testing.B) {
-				loader := tier.BatchLoaderFunc[User](func(context.Context, []string) (map[string]User, error) {
-					b.Error("far hits called the loader")
-					return nil, nil
-				})
-				b.ReportAllocs()
-				for b.Loop() {
-					c.DropNear(keys...)
-					m, err := c.GetMany(ctx, keys, loader)
-					if err != nil || len(m) != batch {
-						b.Fatal(len(m), err)
+			return Runner{Close: func() { c.Close() }, Op: func(int) func(int) error {
+				return func(n int) error {
+					for range n {
+						c.DropNear(keys...)
+						m, err := c.GetMany(ctx, keys, failBatchLoader)
+						if err != nil || len(m) != batch {
+							return fmt.Errorf("%d values, %v", len(m), err)
+						}
 					}
+					return nil
 				}
 			}}, nil
 		}},
-		{Name: "go-redis MGET", Role: Floor, Note: "tier's bytes, not decoded", Setup: func(env *Env) (Runner, error) {
-			cl := env.Client()
-			full := make([]string, batch)
-			for i, k := range keys {
-				if err := seedTierKey(env, "rawmany", k); err != nil {
-					return Runner{}, err
-				}
-				full[i] = "rawmany:" + k
-			}
-			return Runner{Bench: func(b *testing.B) {
-				b.ReportAllocs()
-				for b.Loop() {
-					vs, err := cl.MGet(ctx, full...).Result()
-					if err != nil || len(vs) != batch || vs[batch-1] == nil {
-						b.Fatal(len(vs), err)
-					}
-				}
-			}}, nil
+		{Name: "go-redis MGET", Role: Floor, Note: "of tier's bytes, not decoded", Setup: func(env *Env) (Runner, error) {
+			return mget(env, false)
 		}},
-		{Name: "go-redis pipeline of 100 GETs", Role: Floor, Note: "one round trip", Setup: func(env *Env) (Runner, error) {
-			cl := env.Client()
-			full := make([]string, batch)
-			for i, k := range keys {
-				if err := seedTierKey(env, "rawmany", k); err != nil {
-					return Runner{}, err
-				}
-				full[i] = "rawmany:" + k
-			}
-			return Runner{Bench: func(b *testing.B) {
-				b.ReportAllocs()
-				for b.Loop() {
-					p := cl.Pipeline()
-					for _, k := range full {
-						p.Get(ctx, k)
-					}
-					if _, err := p.Exec(ctx); err != nil {
-						b.Fatal(err)
-					}
-				}
-			}}, nil
+		{Name: "go-redis MGET + msgpack decode", Role: Floor, Note: "each value into a User, with msgpack/v5 as tier's codec uses it", Setup: func(env *Env) (Runner, error) {
+			return mget(env, true)
 		}},
 	}
 	return []Group{hit, many}
 }
 
-// seedTierKey has a tier cache under ns write key, so that the raw
-// floors read the very bytes tier reads.
-func seedTierKey(env *Env, ns, key string) error {
-	c, err := newTier(env, ns, func(o *tier.Options) { o.DisableInvalidation = true })
+// payload returns the msgpack bytes of a value tier stored, without
+// copying them: it skips the header (see package codec: 3 bytes, and 8
+// of expiry when flag 0x10 is set).
+func payload(s string) []byte {
+	b := unsafe.Slice(unsafe.StringData(s), len(s))
+	if len(b) >= 11 && b[2]&0x10 != 0 {
+		return b[11:]
+	}
+	return b[3:]
+}
+
+// seedTier has a tier cache under ns write values, so that the raw floors
+// read the very bytes tier reads.
+func seedTier(env *Env, ns string, values map[string]User) error {
+	c, err := newTier(env, ns, func(o *tier.Options) { o.Invalidation.Disabled = true })
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	return c.Set(context.Background(), key, farUser)
-}
-
-// tcpEcho is the floor of every Redis figure: one byte there and back on
-// loopback, to a Go server that echoes it.
-func tcpEcho() (Runner, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return Runner{}, err
-	}
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 1)
-				for {
-					if _, err := io.ReadFull(c, buf); err != nil {
-						return
-					}
-					if _, err := c.Write(buf); err != nil {
-						return
-					}
-				}
-			}()
+	for k, v := range values {
+		if err := c.Set(context.Background(), k, v); err != nil {
+			return err
 		}
-	}()
-	conn, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		l.Close()
-		return Runner{}, err
 	}
-	return Runner{
-		Close: func() { conn.Close(); l.Close() },
-		Bench: func(b *testing.B) {
-			buf := []byte{'x'}
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := conn.Write(buf); err != nil {
-					b.Fatal(err)
-				}
-				if _, err := io.ReadFull(conn, buf); err != nil {
-					b.Fatal(err)
-				}
-			}
-		},
-	}, nil
+	return nil
 }

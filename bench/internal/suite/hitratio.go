@@ -50,7 +50,8 @@ func hitRatioGroups(cfg Config) []Group {
 				note string
 				play replayer
 			}{
-				{"tier", Tier, "Cache.Fetch, near-only", replayTier},
+				{"tier", Tier, "Cache.Fetch, near-only, default (approximate LRU)", replayTier(false)},
+				{"tier, Near.Admission", Info, "the same with admission (S3-FIFO)", replayTier(true)},
 				{"otter", Peer, "", replayOtter},
 				{"golang-lru", Peer, "", replayLRU},
 				{"go-redis/cache", Peer, "its TinyLFU", replayTinyLFU},
@@ -85,8 +86,14 @@ func count(n int) string {
 	return strconv.Itoa(n)
 }
 
-func replayTier(t []uint32, keys []string, capacity int) (int, error) {
-	c, err := tier.New[User](tier.Options{NearCapacity: capacity, NearTTL: time.Hour, DisableJitter: true})
+func replayTier(admission bool) replayer {
+	return func(t []uint32, keys []string, capacity int) (int, error) {
+		return replayTierWith(t, keys, tier.NearOptions{Capacity: capacity, TTL: time.Hour, Admission: admission})
+	}
+}
+
+func replayTierWith(t []uint32, keys []string, near tier.NearOptions) (int, error) {
+	c, err := tier.New[User](tier.Options{Near: near, Jitter: -1})
 	if err != nil {
 		return 0, err
 	}

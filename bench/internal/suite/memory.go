@@ -17,14 +17,12 @@ func memoryGroups(cfg Config) []Group {
 		note string
 	}{
 		{"tier", Tier, "tier.Cache, near-only, TTL"},
-		{"tier near tier alone", Info, "local.Cache, TTL"},
+		{"tier, Near.Admission", Info, "the same with admission (S3-FIFO)"},
+		{"local.Cache", Info, "tier's near tier alone, TTL"},
 		{"otter", Peer, "with a TTL"},
 		{"otter, no TTL", Peer, ""},
 		{"golang-lru", Peer, "no TTL"},
-		{"golang-lru expirable", Peer, "with a TTL"},
 		{"ristretto", Peer, "with a TTL; keeps key hashes, not keys"},
-		{"go-redis/cache", Peer, "TinyLFU of encoded bytes"},
-		{"map+RWMutex", Floor, "no bound, no TTL"},
 	} {
 		g.Impls = append(g.Impls, Impl{Name: p.name, Role: p.role, Note: p.note,
 			Setup: func(env *Env) (Runner, error) {
@@ -52,8 +50,8 @@ func heapPerEntry(name string, keys []string) (float64, error) {
 	for i, k := range keys {
 		c.set(k, userOf(i, k))
 	}
-	if r, ok := c.(ristrettoNear); ok {
-		r.c.Wait()
+	if c.wait != nil {
+		c.wait()
 	}
 	runtime.GC()
 	runtime.GC()

@@ -13,7 +13,8 @@ type Header struct {
 	Machine string // CPU model and cores
 	Date    string
 	Go      string
-	Redis   string // server kind, or the miniredis warning
+	Redis   string    // server kind, or the miniredis warning
+	Load    [2]string // the load average (1, 5, 15 minutes) at the start and at the end
 	Config  Config
 	Command string
 	Quick   bool
@@ -33,9 +34,10 @@ func Render(w io.Writer, h Header, results []GroupResult) {
 	}
 	p("| | |\n|---|---|\n")
 	p("| machine | %s |\n| date | %s |\n| Go | %s |\n| Redis | %s |\n", h.Machine, h.Date, h.Go, h.Redis)
-	p("| method | median of %d runs (min–max); Go benchmarks of %v each; within each run, tier and every peer are measured one after the other |\n",
-		h.Config.Runs, h.Config.BenchTime)
-	p("\nThe ratio columns are tier / that row: below 1× tier is faster or smaller, above 1× slower or bigger; for hit ratios, above 1× tier hits more. Floors are the bare operations underneath, which no cache can beat.\n")
+	p("| load average (1, 5, 15 min) | %s at the start, %s at the end |\n", h.Load[0], h.Load[1])
+	p("| method | median of %d runs (min–max). ns/op and allocs/op: every implementation of a row is set up first, then in each run they take turns of %v each, in an order that rotates from turn to turn, until each has run %v, so that they share the same seconds of the machine; allocs/op counts every heap allocation of the process meanwhile (runtime.MemStats.Mallocs). Every cache is called through one func value that calls its own method, the same indirect call for all |\n",
+		h.Config.Runs, h.Config.Slice, h.Config.BenchTime)
+	p("\nThe ratio columns are tier / that row: below 1× tier is faster or smaller, above 1× slower or bigger; for hit ratios and throughput, above 1× tier does better. Floors are the bare operations underneath, which no cache can beat.\n")
 
 	section := ""
 	anyMini := false
@@ -91,6 +93,8 @@ func Render(w io.Writer, h Header, results []GroupResult) {
 				if metric.Ratio {
 					if r.Impl.Role == Tier || !ok || tierStats[m] == nil {
 						p(" |")
+					} else if nearZero(tierStats[m].Median) && nearZero(st.Median) {
+						p(" – |")
 					} else {
 						p(" %s |", formatRatio(tierStats[m].Median, st.Median))
 					}
@@ -102,16 +106,37 @@ func Render(w io.Writer, h Header, results []GroupResult) {
 	if anyMini {
 		p("\n† measured on the embedded miniredis, because no redis-server was on PATH: these figures say nothing about a real server.\n")
 	}
+	renderTargets(w, results)
 	renderLosses(w, results)
 }
 
 var sectionNotes = map[string]string{
-	"Near hit":                 "A hit of a struct value, keys read in a cycle; every cache is filled to the row's size and holds every key.",
-	"Far hit":                  "A near miss answered by Redis on loopback. tier drops its near copy before each read; go-redis/cache runs without its local cache.",
-	"Invalidation propagation": "From the start of replica A's Set until replica B, which held the old value near, gets the new one from its Get (B reads once its subscription has heard of the change, then until it has the new value); against a PUBLISH until a go-redis subscriber receives it.",
-	"Stampede":                 "Goroutines wait at a barrier, then all read one key that neither tier holds; the source takes 20ms to answer.",
-	"Near hit ratio":           "Each cache replays the same trace (get, and on a miss store); one run, since the trace is fixed.",
-	"Heap per entry":           "Growth of the live heap after filling a new cache, divided by the entries; the keys exist before and are not counted.",
+	"Near hit": "A hit of a struct value; every cache is filled to the row's size and holds every key. One goroutine reads the keys in order; " +
+		"parallel workers each start at their own key and read every 7th; with one hot key every worker reads the same key. " +
+		"RunParallel is GOMAXPROCS workers, ×4 is four times as many, which measures contention, not more cores.",
+	"Far hit": "A near miss answered by Redis on loopback. tier drops its near copy before each read; go-redis/cache runs without its local cache. " +
+		"Each implementation has a go-redis client of its own.",
+	"Write": "One key written again and again. tier's Set encodes the value, runs one Lua script (SET PX and PUBLISH of a drop message), " +
+		"and keeps near the value decoded from the bytes written; its own subscription hears the message and skips it. " +
+		"The raw write runs the same two commands in a script of its own, with the same bytes, and one subscriber on its channel.",
+	"Stale window": "Replica A, in this process, Sets a key that replica B, a child process, holds near. tier's window ends when the first Get on B " +
+		"that does not return the old copy starts: B Gets back to back from the moment its subscription hears of the change " +
+		"(Invalidation.OnPropagation, called just before the drop), so the end is at most one near hit after the drop, and every Get " +
+		"that starts later reads Redis, which holds the new value. The raw round runs the same kind of script (SET PX, PUBLISH of a frame) " +
+		"from this process, until a go-redis subscriber in B's process returns the message. The two kinds of rounds alternate in one loop; " +
+		"times are the machine's wall clock, read in both processes. Figures: medians over the runs of each run's p50 and p99.",
+	"Redis outage": "tier and go-redis/cache (with its local cache) take turns on one workload: 8 goroutines Get 20 keys through a loader " +
+		"that takes 1ms; values are kept near for 1s, so Redis is read again every second, and in Redis for a minute. Gets/s counts Gets " +
+		"that returned a value. Before: Redis up; during: the row's redis-server killed with SIGKILL, then restarted empty after the phase.",
+	"Tags": "InvalidateTag advances a tag clock in Redis and sets the tag's marker, in one script that also announces it; " +
+		"an entry is stale once a tag it carries has a marker above the clock it was born under, so no entry is listed or scanned. " +
+		"The rows with 1k and more entries Set them, with the tag, near and in Redis, before the calls; µs/call is the mean of 200 calls, " +
+		"and Redis commands and round trips are counted by a go-redis hook on the cache's client. The hit rows alternate tagged and " +
+		"untagged entries as the near-hit and far-hit rows do.",
+	"Stampede": "Goroutines wait at a barrier, then all read one key that neither tier holds; the source takes 20ms to answer.",
+	"Near hit ratio": "Each cache replays the same trace (get, and on a miss store); one run, since the trace is fixed. " +
+		"tier's default near tier is an approximate LRU; Near.Admission puts new keys on probation (S3-FIFO).",
+	"Heap per entry": "Growth of the live heap after filling a new cache, divided by the entries; the keys exist before and are not counted.",
 }
 
 func implLabel(i Impl) string {
@@ -147,13 +172,21 @@ func (gr GroupResult) tierStats() []*Stat {
 
 func formatStat(st Stat, m Metric, n int) string {
 	f := func(v float64) string { return formatNum(v, m.Decimals) }
-	if n == 1 || (st.Min == st.Max && st.Min == st.Median) {
+	if n == 1 || f(st.Min) == f(st.Max) && f(st.Min) == f(st.Median) {
 		return f(st.Median)
 	}
 	return fmt.Sprintf("%s (%s–%s)", f(st.Median), f(st.Min), f(st.Max))
 }
 
+// nearZero is true of a figure that prints as 0: allocations per
+// operation of a loop that allocates nothing, where the process's
+// background work leaves a trace.
+func nearZero(v float64) bool { return math.Abs(v) < 0.05 }
+
 func formatNum(v float64, decimals int) string {
+	if nearZero(v) {
+		v = 0
+	}
 	if decimals == 0 && math.Abs(v) < 10 && v != math.Trunc(v) {
 		decimals = 1
 	}
@@ -205,22 +238,26 @@ type Loss struct {
 	Other  float64
 }
 
-// Losses returns the rows where tier loses to a peer.
+// Losses returns the rows where tier loses to a peer, by group, then
+// metric, then peer.
 func Losses(results []GroupResult) []Loss {
 	var out []Loss
 	for _, gr := range results {
 		ts := gr.tierStats()
-		for _, r := range gr.Results {
-			if r.Impl.Role != Peer || r.Err != nil {
+		for m, metric := range gr.Metrics {
+			if !metric.Ratio || ts[m] == nil {
 				continue
 			}
-			for m, metric := range gr.Metrics {
+			for _, r := range gr.Results {
+				if r.Impl.Role != Peer || r.Err != nil {
+					continue
+				}
 				st, ok := Summarize(r.Samples[m])
-				if !metric.Ratio || !ok || ts[m] == nil {
+				if !ok {
 					continue
 				}
 				t := ts[m].Median
-				lost := t > st.Median*(1+lossMargin)
+				lost := t > st.Median*(1+lossMargin) && !nearZero(t)
 				if metric.HigherBetter {
 					lost = t < st.Median*(1-lossMargin/5)
 				}
@@ -248,7 +285,7 @@ func renderLosses(w io.Writer, results []GroupResult) {
 			formatNum(losses[i].Tier, losses[i].Metric.Decimals), losses[i].Metric.Name)
 		var reasons []string
 		first := i
-		for j := i; j < len(losses) && losses[j].Group.ID == g.ID; j++ {
+		for j := i; j < len(losses) && losses[j].Group.ID == g.ID && losses[j].Metric.Name == losses[first].Metric.Name; j++ {
 			l := losses[j]
 			sep := ","
 			if j == first {

@@ -29,15 +29,16 @@ func fakeResults(tierValue float64) []GroupResult {
 
 func TestReportRendersEveryRow(t *testing.T) {
 	var buf bytes.Buffer
-	Render(&buf, Header{Machine: "test CPU, 2 cores", Date: "today", Go: "go1.x", Redis: "fake", Config: Full, Command: "cmd"}, fakeResults(100))
+	Render(&buf, Header{Machine: "test CPU, 2 cores", Date: "today", Go: "go1.x", Redis: "fake", Config: Full, Command: "cmd",
+		Load: [2]string{"0.10 0.20 0.30", "0.40 0.50 0.60"}}, fakeResults(100))
 	out := buf.String()
-	for _, want := range []string{"test CPU, 2 cores", "today", "go1.x", "median of 5 runs"} {
+	for _, want := range []string{"test CPU, 2 cores", "today", "go1.x", "median of 5 runs", "0.10 0.20 0.30 at the start, 0.40 0.50 0.60 at the end"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the header lacks %q", want)
 		}
 	}
 	// Every section the issue asks for is there.
-	for _, s := range []string{"## Near hit\n", "## Far hit", "## Invalidation propagation", "## Stampede", "## Near hit ratio", "## Heap per entry", "## Where tier loses"} {
+	for _, s := range []string{"## Near hit\n", "## Far hit", "## Write", "## Stale window", "## Redis outage", "## Stampede", "## Near hit ratio", "## Heap per entry", "## Targets", "## Where tier loses"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("no section %q", s)
 		}
@@ -62,8 +63,9 @@ func TestReportRendersEveryRow(t *testing.T) {
 		t.Errorf("%d table rows for %d implementations", got, rows)
 	}
 	// The headline peers of the issue are all measured.
-	for _, want := range []string{"otter", "golang-lru", "golang-lru expirable", "ristretto", "go-redis/cache", "map+RWMutex (floor)",
-		"go-redis GET (floor)", "go-redis MGET (floor)", "go-redis PUBLISH (floor)", "TCP round trip (floor)", "Belady's optimum (ceiling)"} {
+	for _, want := range []string{"otter", "golang-lru", "ristretto", "go-redis/cache", "local.Cache",
+		"go-redis GET (floor)", "go-redis MGET (floor)", "go-redis MGET + msgpack decode (floor)", "raw write (floor)",
+		"tier, Near.Admission", "Belady's optimum (ceiling)"} {
 		if !strings.Contains(out, "| "+want) {
 			t.Errorf("no row for %s", want)
 		}
@@ -126,19 +128,21 @@ func TestSummarize(t *testing.T) {
 }
 
 func TestLossReasonPrefersTheClosestKey(t *testing.T) {
-	if got := lossReason("near-10k-mix", "otter"); got != mixReason {
-		t.Errorf("the mix row's reason is %q", got)
+	old := lossReasons
+	defer func() { lossReasons = old }()
+	lossReasons = map[string]string{
+		"near|*":         "any near",
+		"near|otter":     "near otter",
+		"near-10k|otter": "near 10k otter",
 	}
-	if got := lossReason("near-100k-1g", "otter"); got != lossReasons["near|otter"] {
-		t.Errorf("the 100k hit row's reason is %q", got)
-	}
-	if got := lossReason("hitratio-1.2-5", "ristretto"); got != lossReasons["hitratio|*"] {
-		t.Errorf("the hit ratio row's reason is %q", got)
-	}
-	if got := lossReason("near-10k-par", "ristretto"); got != lossReasons["near|*"] {
-		t.Errorf("the near row's reason for any peer is %q", got)
-	}
-	if got := lossReason("stampede-1", "go-redis/cache"); got != "" {
-		t.Errorf("a row with no recorded reason got %q", got)
+	for _, tc := range []struct{ id, peer, want string }{
+		{"near-10k-par", "otter", "near 10k otter"},
+		{"near-100k-1g", "otter", "near otter"},
+		{"near-100k-1g", "ristretto", "any near"},
+		{"stampede-1", "go-redis/cache", ""},
+	} {
+		if got := lossReason(tc.id, tc.peer); got != tc.want {
+			t.Errorf("lossReason(%q, %q) = %q, want %q", tc.id, tc.peer, got, tc.want)
+		}
 	}
 }

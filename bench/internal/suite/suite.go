@@ -1,15 +1,15 @@
 // Package suite holds every measurement of the report (cmd/report): tier
-// against its peers and against the floors that no cache can beat, each
-// a Group of implementations measured alternately, run after run, in one
-// process, so that the noise of a shared machine falls on all of them
-// alike.
+// against its peers and against the floors that no cache can beat. Each
+// is a Group of implementations measured in one process, interleaved
+// within every run (see Run), so that the noise of a shared machine falls
+// on all of them alike.
 package suite
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"slices"
-	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -46,22 +46,30 @@ func (r Role) String() string {
 
 // Metric is one column of a group's figures.
 type Metric struct {
-	Name         string // "ns/op", "p50 µs", "loader calls"
+	Name         string // "ns/op", "p50 µs", "hit %"
 	Ratio        bool   // print tier / implementation for it
 	HigherBetter bool   // a hit ratio, say
 	Decimals     int
 }
 
-// Runner measures one implementation. Bench, when set, is a Go benchmark
-// and the figures are ns/op and allocs/op; else Run returns one figure per
-// metric of the group. Close, when set, frees what the setup built.
+// Runner measures one implementation.
+//
+// Op, when set, makes the figures ns/op and allocs/op: Op(w) returns the
+// loop of worker w, which does n operations per call and keeps its own
+// place (in a list of keys, say) from call to call. A group of one
+// goroutine has one worker; a parallel group has Parallelism×GOMAXPROCS,
+// which share the operations of each timed slice as RunParallel's do.
+//
+// Otherwise Run returns one figure per metric of the group. Close, when
+// set, frees what the setup built.
 type Runner struct {
-	Bench func(b *testing.B)
+	Op    func(worker int) func(n int) error
 	Run   func() ([]float64, error)
 	Close func()
 }
 
 // Impl is one row of a group: its name, its role and how to set it up.
+// Setup is nil in a group measured Together.
 type Impl struct {
 	Name  string
 	Role  Role
@@ -70,7 +78,7 @@ type Impl struct {
 }
 
 // Group is a comparison: implementations doing the same work, measured
-// alternately Runs times (once if Once, for deterministic figures).
+// Runs times (once if Once, for deterministic figures).
 type Group struct {
 	Section string // heading the group is printed under
 	ID      string // short name, for -only and for `go test -bench Report/ID`
@@ -80,43 +88,59 @@ type Group struct {
 	Once    bool // deterministic: one run is enough
 	Redis   bool // needs the Redis server (its rows are marked on miniredis)
 
-	// Fresh sets every implementation up anew for each run and closes it
-	// after, so that only one is alive at a time: a Go benchmark collects
-	// the garbage before each of its steps, which takes long with several
-	// full caches of 100k entries on the heap.
-	Fresh bool
+	// Parallelism, for a group of Ops, runs Parallelism×GOMAXPROCS
+	// workers at once, as b.SetParallelism does; 0 runs one.
+	Parallelism int
+
+	// Together, when set, measures every implementation of the group at
+	// once, alternating between them inside each run: it returns a run
+	// that gives, per implementation, one figure per metric.
+	Together func(*Env) (run func() ([][]float64, error), close func(), err error)
 }
 
-// timedMetrics are the metrics of a group of Go benchmarks.
+// timedMetrics are the metrics of a group of Ops.
 var timedMetrics = []Metric{
 	{Name: "ns/op", Ratio: true, Decimals: 0},
-	{Name: "allocs/op", Decimals: 0},
+	{Name: "allocs/op", Ratio: true, Decimals: 0},
 }
 
 // Config sizes the runs: the full report or the quick smoke run.
 type Config struct {
-	Runs       int           // runs of each group, medians over them
-	BenchTime  time.Duration // target time of one Go benchmark run
-	TraceLen   int           // requests in a hit-ratio trace
-	TraceKeys  int           // distinct keys in a hit-ratio trace
-	PropRounds int           // propagation rounds per run
-	Stampede   int           // goroutines that miss one cold key together
-	MemEntries int           // entries for the bytes-per-entry figure
+	Runs        int           // runs of each group, medians over them
+	BenchTime   time.Duration // time each implementation of a timed group is measured, per run
+	Slice       time.Duration // one timed slice: implementations take turns at this grain
+	TraceLen    int           // requests in a hit-ratio trace
+	TraceKeys   int           // distinct keys in a hit-ratio trace
+	StaleRounds int           // stale-window rounds per run, of tier and of the raw write each
+	Stampede    int           // goroutines that miss one cold key together
+	MemEntries  int           // entries for the bytes-per-entry figure
+	Outage      OutageTimes   // phases of the outage row
+	TagEntries  []int         // entries that carry the tag of the InvalidateTag rows
+}
+
+// OutageTimes are the phases of one run of the outage row.
+type OutageTimes struct {
+	Before, During time.Duration // with Redis up; with Redis killed
+	Turn           time.Duration // tier and go-redis/cache take turns at this grain
 }
 
 // Full is the configuration of the report in RESULTS.md.
 var Full = Config{
-	Runs: 5, BenchTime: 300 * time.Millisecond,
+	Runs: 5, BenchTime: 300 * time.Millisecond, Slice: 20 * time.Millisecond,
 	TraceLen: 1_000_000, TraceKeys: 100_000,
-	PropRounds: 2000, Stampede: 1000, MemEntries: 100_000,
+	StaleRounds: 10_000, Stampede: 1000, MemEntries: 100_000,
+	Outage:     OutageTimes{Before: 2 * time.Second, During: 3 * time.Second, Turn: 100 * time.Millisecond},
+	TagEntries: []int{1, 1000, 100_000},
 }
 
 // Quick is the configuration of the CI smoke run: every row, one run,
-// small figures, in about half a minute.
+// small figures, in well under a minute.
 var Quick = Config{
-	Runs: 1, BenchTime: 20 * time.Millisecond,
+	Runs: 1, BenchTime: 20 * time.Millisecond, Slice: 5 * time.Millisecond,
 	TraceLen: 100_000, TraceKeys: 10_000,
-	PropRounds: 200, Stampede: 1000, MemEntries: 100_000,
+	StaleRounds: 300, Stampede: 1000, MemEntries: 100_000,
+	Outage:     OutageTimes{Before: 400 * time.Millisecond, During: 800 * time.Millisecond, Turn: 50 * time.Millisecond},
+	TagEntries: []int{1, 1000, 10_000},
 }
 
 // Env is what the measurements share: the configuration and the Redis
@@ -167,69 +191,77 @@ type GroupResult struct {
 // Debug, when set, receives the time of each measurement.
 var Debug io.Writer
 
-// Run measures a group: every implementation is set up, then each run
-// measures them one after another, so that tier and its peers share the
-// machine's moods.
-func Run(env *Env, g Group) GroupResult {
+// QuietRedis silences go-redis's own log, which the outage row would fill
+// with failed dials.
+func QuietRedis() { redis.SetLogger(quiet{}) }
+
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
+
+// Run measures a group. Every implementation is set up first and stays
+// alive for the whole group. In each run of a group of Ops, the
+// implementations take turns, one slice of Config.Slice each, in an order
+// that rotates from turn to turn, until each has had Config.BenchTime:
+// so tier and its peers are measured over the same seconds, not one after
+// the other. A group measured Together alternates inside its own run; the
+// others (deterministic figures, or one event per run) run their
+// implementations one after another, in an order that rotates from run to
+// run.
+func Run(env *Env, g Group) (gr GroupResult) {
 	start := time.Now()
-	gr := GroupResult{Group: g, OnMini: g.Redis && !env.Redis.Real}
+	gr = GroupResult{Group: g, OnMini: g.Redis && !env.Redis.Real}
 	gr.Results = make([]Result, len(g.Impls))
 	for i, impl := range g.Impls {
 		gr.Results[i] = Result{Impl: impl, Samples: make([][]float64, len(g.Metrics))}
-	}
-	runners := make([]*Runner, len(g.Impls))
-	setup := func(i int) *Runner {
-		if runners[i] == nil && gr.Results[i].Err == nil {
-			r, err := g.Impls[i].Setup(env)
-			if err != nil {
-				gr.Results[i].Err = err
-				return nil
-			}
-			runners[i] = &r
-		}
-		return runners[i]
-	}
-	closeRunner := func(i int) {
-		if r := runners[i]; r != nil && r.Close != nil {
-			r.Close()
-		}
-		runners[i] = nil
-	}
-	defer func() {
-		for i := range runners {
-			closeRunner(i)
-		}
-	}()
-	if !g.Fresh {
-		for i := range g.Impls {
-			setup(i)
-		}
 	}
 	runs := env.Runs
 	if g.Once {
 		runs = 1
 	}
-	for range runs {
-		for i := range g.Impls {
-			r := setup(i)
-			if r == nil {
+	defer func() { gr.Duration = time.Since(start) }()
+	if g.Together != nil {
+		runTogether(env, g, &gr, runs)
+		return gr
+	}
+	runners := make([]*Runner, len(g.Impls))
+	defer func() {
+		for _, r := range runners {
+			if r != nil && r.Close != nil {
+				r.Close()
+			}
+		}
+	}()
+	for i, impl := range g.Impls {
+		r, err := impl.Setup(env)
+		if err != nil {
+			gr.Results[i].Err = err
+			continue
+		}
+		runners[i] = &r
+	}
+	if g.Metrics[0].Name == timedMetrics[0].Name {
+		runTimed(env, g, &gr, runners, runs)
+		return gr
+	}
+	for run := range runs {
+		for j := range g.Impls {
+			i := (run + j) % len(g.Impls)
+			r := runners[i]
+			res := &gr.Results[i]
+			if r == nil || res.Err != nil {
 				continue
 			}
-			res := &gr.Results[i]
 			t0 := time.Now()
-			figs, err := measure(*r)
+			figs, err := r.Run()
 			if Debug != nil {
 				fmt.Fprintf(Debug, "  %s: %v\n", g.Impls[i].Name, time.Since(t0))
 			}
-			if g.Fresh {
-				closeRunner(i)
+			if err == nil && len(figs) != len(g.Metrics) {
+				err = fmt.Errorf("%d figures for %d metrics", len(figs), len(g.Metrics))
 			}
 			if err != nil {
 				res.Err = err
-				continue
-			}
-			if len(figs) != len(g.Metrics) {
-				res.Err = fmt.Errorf("%d figures for %d metrics", len(figs), len(g.Metrics))
 				continue
 			}
 			for m, f := range figs {
@@ -237,30 +269,44 @@ func Run(env *Env, g Group) GroupResult {
 			}
 		}
 	}
-	gr.Duration = time.Since(start)
 	return gr
 }
 
-func measure(r Runner) ([]float64, error) {
-	if r.Bench == nil {
-		return r.Run()
+func runTogether(env *Env, g Group, gr *GroupResult, runs int) {
+	fail := func(err error) {
+		for i := range gr.Results {
+			gr.Results[i].Err = err
+		}
 	}
-	var failed error
-	br := testing.Benchmark(func(b *testing.B) {
-		defer func() {
-			if b.Failed() {
-				failed = fmt.Errorf("benchmark failed")
+	run, closeFn, err := g.Together(env)
+	if err != nil {
+		fail(err)
+		return
+	}
+	defer closeFn()
+	for range runs {
+		t0 := time.Now()
+		figs, err := run()
+		if Debug != nil {
+			fmt.Fprintf(Debug, "  run: %v\n", time.Since(t0))
+		}
+		if err == nil && len(figs) != len(g.Impls) {
+			err = fmt.Errorf("figures for %d implementations, not %d", len(figs), len(g.Impls))
+		}
+		if err != nil {
+			fail(err)
+			return
+		}
+		for i, f := range figs {
+			if len(f) != len(g.Metrics) {
+				fail(fmt.Errorf("%s: %d figures for %d metrics", g.Impls[i].Name, len(f), len(g.Metrics)))
+				return
 			}
-		}()
-		r.Bench(b)
-	})
-	if failed != nil {
-		return nil, failed
+			for m, v := range f {
+				gr.Results[i].Samples[m] = append(gr.Results[i].Samples[m], v)
+			}
+		}
 	}
-	if br.N == 0 {
-		return nil, fmt.Errorf("benchmark failed or was skipped")
-	}
-	return []float64{float64(br.T.Nanoseconds()) / float64(br.N), float64(br.AllocsPerOp())}, nil
 }
 
 // Stat is a median with its range.
@@ -285,7 +331,10 @@ func Groups(cfg Config) []Group {
 	var gs []Group
 	gs = append(gs, nearGroups()...)
 	gs = append(gs, farGroups()...)
-	gs = append(gs, propagationGroups()...)
+	gs = append(gs, writeGroups()...)
+	gs = append(gs, staleGroups()...)
+	gs = append(gs, outageGroups()...)
+	gs = append(gs, tagGroups(cfg)...)
 	gs = append(gs, stampedeGroups(cfg)...)
 	gs = append(gs, hitRatioGroups(cfg)...)
 	gs = append(gs, memoryGroups(cfg)...)
