@@ -28,10 +28,9 @@ type flight[V any] struct {
 	stale atomic.Pointer[Result[V]]
 }
 
-// join returns the flight of key, starting one if none is under way; it
-// reports whether it started it. A flight started after Close ends at
-// once with ErrClosed.
-func (c *Cache[V]) join(ctx context.Context, key string, loader Loader[V], refresh bool) (*flight[V], bool) {
+// join returns the flight of key, making one if none is under way; it
+// reports whether it made it: the caller then leads it (see lead).
+func (c *Cache[V]) join(key string) (*flight[V], bool) {
 	if f, ok := c.flights.Load(key); ok {
 		return f.(*flight[V]), false
 	}
@@ -39,26 +38,53 @@ func (c *Cache[V]) join(ctx context.Context, key string, loader Loader[V], refre
 	if old, loaded := c.flights.LoadOrStore(key, f); loaded {
 		return old.(*flight[V]), false
 	}
+	return f, true
+}
+
+// lead runs the flight f of key that its caller made. The caller reads the
+// near tier and Redis itself, without its cancellation (each read is
+// bounded by FarTimeout): most misses end there, a far hit, with no
+// goroutine handed the work. Anything longer (a lease, a wait, a load)
+// goes on a goroutine of its own, and so does everything when the caller
+// holds a stale value to serve after SoftTimeout, which must bound its
+// whole wait.
+func (c *Cache[V]) lead(ctx context.Context, key string, f *flight[V], loader Loader[V], refresh, inline bool) {
+	var s *step
+	if inline {
+		lookup, r, err, done := c.lookup(context.WithoutCancel(ctx), key, f, refresh)
+		if done {
+			c.finish(key, f, r, err)
+			return
+		}
+		s = &lookup
+	}
 	c.closeMu.RLock()
 	if c.closed.Load() {
 		c.closeMu.RUnlock()
 		c.finish(key, f, Result[V]{}, ErrClosed)
-		return f, true
+		return
 	}
 	c.wg.Add(1)
 	c.closeMu.RUnlock()
-	go c.run(ctx, key, f, loader, refresh)
-	return f, true
+	go c.run(ctx, key, f, loader, refresh, s)
 }
 
-// run completes a flight. It keeps the values of the context of the
-// caller that started it, not its cancellation, and ends at LoadTimeout
-// or Close.
-func (c *Cache[V]) run(parent context.Context, key string, f *flight[V], loader Loader[V], refresh bool) {
+// run completes a flight, from s if lookup ran already. It keeps the
+// values of the context of the caller that started it, not its
+// cancellation, and ends at LoadTimeout or Close.
+func (c *Cache[V]) run(parent context.Context, key string, f *flight[V], loader Loader[V], refresh bool, s *step) {
 	defer c.wg.Done()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), c.opts.LoadTimeout)
 	stop := context.AfterFunc(c.closing, cancel)
-	r, err := c.resolve(ctx, key, loader, f, refresh)
+	var (
+		r   Result[V]
+		err error
+	)
+	if s != nil {
+		r, err = c.resume(ctx, key, loader, f, refresh, *s)
+	} else {
+		r, err = c.resolve(ctx, key, loader, f, refresh)
+	}
 	stop()
 	cancel()
 	if err != nil && !errors.Is(err, ErrNotFound) {

@@ -111,7 +111,10 @@ func (c *Cache[V]) miss(ctx context.Context, key string, loader Loader[V], stale
 	if err := ctx.Err(); err != nil {
 		return Result[V]{}, err
 	}
-	f, _ := c.join(ctx, key, loader, false)
+	f, leader := c.join(key)
+	if leader {
+		c.lead(ctx, key, f, loader, false, stale == nil || c.opts.Refresh.SoftTimeout == 0)
+	}
 	return c.wait(ctx, f, stale)
 }
 
@@ -121,7 +124,8 @@ func (c *Cache[V]) refresh(ctx context.Context, key string, loader Loader[V]) {
 	if _, busy := c.flights.Load(key); busy || checkLoader(loader) != nil {
 		return
 	}
-	if _, started := c.join(ctx, key, loader, true); started {
+	if f, leader := c.join(key); leader {
+		c.lead(ctx, key, f, loader, true, false)
 		c.stats.refreshes.Add(1)
 	}
 }

@@ -11,31 +11,63 @@ import (
 	"github.com/tier-cache/tier/local"
 )
 
-// resolve answers a miss of key for the flight f: the near tier again (a
-// Set may have stored the key since the caller missed), then Redis, then
-// the loader. Every near fill is guarded by g, taken before Redis is read:
-// a change of the key after it keeps the fill out.
+// A flight answers a miss in two steps. lookup reads the near tier again
+// (a Set may have stored the key since the caller missed) and Redis: a
+// short read, which the caller that started the flight runs itself. If
+// neither answers, load goes on, on a goroutine of its own: a lease, a
+// wait for another replica's load, the loader. Every near fill is guarded
+// by the guard lookup takes before it reads Redis: a change of the key
+// after it keeps the fill out.
 //
-// A refresh (refresh set) skips the near tier, and reloads when Redis's
-// copy is in its last Refresh.Ahead too.
-func (c *Cache[V]) resolve(ctx context.Context, key string, loader Loader[V], f *flight[V], refresh bool) (Result[V], error) {
-	g := c.near.StartFill()
-	born := c.born()
+// A refresh skips the near tier, and reloads when Redis's copy is in its
+// last Refresh.Ahead too.
+
+// step is where a flight resumes after lookup.
+type step struct {
+	g    local.FillGuard
+	born uint64 // the tag clock when the flight began (see tags.go)
+	cl   claim
+}
+
+// lookup is a flight's first step. It reports done with the answer when
+// the near tier or Redis has one.
+func (c *Cache[V]) lookup(ctx context.Context, key string, f *flight[V], refresh bool) (s step, r Result[V], err error, done bool) {
+	s = step{g: c.near.StartFill(), born: c.born()}
 	if !refresh {
 		if e, ok := c.near.Peek(key); ok && e.usable(c.now().UnixNano()) {
 			if e.absent {
-				return Result[V]{Source: SourceNear}, ErrNotFound
+				return s, Result[V]{Source: SourceNear}, ErrNotFound, true
 			}
-			return Result[V]{Value: e.value, Source: SourceNear}, nil
+			return s, Result[V]{Value: e.value, Source: SourceNear}, nil, true
 		}
 	}
-	cl := claim{}
 	if c.far != nil {
-		r, next, hit, err := c.readFar(ctx, key, g, f, refresh)
+		r, s.cl, done, err = c.readFar(ctx, key, s.g, f, refresh)
+	}
+	return s, r, err, done
+}
+
+// resolve runs both steps of a flight.
+func (c *Cache[V]) resolve(ctx context.Context, key string, loader Loader[V], f *flight[V], refresh bool) (Result[V], error) {
+	s, r, err, done := c.lookup(ctx, key, f, refresh)
+	if done {
+		return r, err
+	}
+	return c.resume(ctx, key, loader, f, refresh, s)
+}
+
+// resume is a flight's second step: after a miss in both tiers, a lease
+// (or a wait for another replica's load), then the loader.
+func (c *Cache[V]) resume(ctx context.Context, key string, loader Loader[V], f *flight[V], refresh bool, s step) (Result[V], error) {
+	g, born, cl := s.g, s.born, s.cl
+	if cl.wait {
+		r, next, hit, err := c.awaitLoad(ctx, key, g, f)
 		if hit {
 			return r, err
 		}
 		cl = next
+	}
+	if c.far != nil {
 		if cl.take {
 			var busy bool
 			cl.old, busy = c.takeLease(ctx, key)
@@ -59,6 +91,7 @@ func (c *Cache[V]) resolve(ctx context.Context, key string, loader Loader[V], f 
 
 // claim says what a load may write over in Redis.
 type claim struct {
+	wait bool   // another replica's lease is there: wait for its value (WaitForLoads)
 	take bool   // the key was absent: take a lease before loading
 	old  []byte // the load's lease, or the bytes it read and replaces; nil: write nothing
 	keep bool   // leave old in place if the load yields nothing (a value kept for grace)
@@ -79,7 +112,7 @@ func (c *Cache[V]) readFar(ctx context.Context, key string, g local.FillGuard, f
 	}
 	c.breaker.success()
 	if ok && isLease(data) && c.opts.WaitForLoads > 0 {
-		return c.awaitLoad(ctx, key, g, f)
+		return r, claim{wait: true}, false, nil
 	}
 	return c.farAnswer(ctx, key, data, g, f, refresh)
 }
