@@ -35,7 +35,7 @@ func Render(w io.Writer, h Header, results []GroupResult) {
 	p("| | |\n|---|---|\n")
 	p("| machine | %s |\n| date | %s |\n| Go | %s |\n| Redis | %s |\n", h.Machine, h.Date, h.Go, h.Redis)
 	p("| load average (1, 5, 15 min) | %s at the start, %s at the end |\n", h.Load[0], h.Load[1])
-	p("| method | median of %d runs (min–max). ns/op and allocs/op: every implementation of a row is set up first, then in each run they take turns of %v each, in an order that rotates from turn to turn, until each has run %v, so that they share the same seconds of the machine; allocs/op counts every heap allocation of the process meanwhile (runtime.MemStats.Mallocs). Every cache is called through one func value that calls its own method, the same indirect call for all |\n",
+	p("| method | median of %d runs (min–max). ns/op and allocs/op: every implementation of a row is set up first, then in each run they take turns of %v each, in an order that rotates from turn to turn, until each has run %v, so that they share the same seconds of the machine; allocs/op counts every heap allocation of the process meanwhile (runtime.MemStats.Mallocs). Every cache is called through one func value that calls its own method, the same indirect call for all. The stale-window and outage rows alternate tier and the other row inside each run; rows of one figure per run (stampede, hit ratio, heap) run their implementations one after another, in an order that rotates from run to run |\n",
 		h.Config.Runs, h.Config.Slice, h.Config.BenchTime)
 	p("\nThe ratio columns are tier / that row: below 1× tier is faster or smaller, above 1× slower or bigger; for hit ratios and throughput, above 1× tier does better. Floors are the bare operations underneath, which no cache can beat.\n")
 
@@ -222,6 +222,9 @@ func formatRatio(tier, other float64) string {
 		return "∞"
 	}
 	r := tier / other
+	if r >= 1000 {
+		return ">1000×"
+	}
 	if r >= 10 {
 		return fmt.Sprintf("%.0f×", r)
 	}

@@ -1,0 +1,114 @@
+package suite
+
+import (
+	"fmt"
+	"io"
+)
+
+// target is one goal that the issues set, checked against a run: the
+// median of tier's figure against limit × the median of another row's.
+type target struct {
+	what   string  // the goal, in words
+	id     string  // the group of tier's figure
+	metric int     // index of the metric
+	other  string  // the group of the other figure ("" for id)
+	impl   string  // the implementation of the other figure ("" for a fixed limit)
+	limit  float64 // the most tier may be, as a multiple of the other figure, or the least for atLeast
+	// atLeast makes the goal a floor: tier's figure must be at least
+	// limit (× the other's, when impl is set).
+	atLeast bool
+}
+
+var targets = func() []target {
+	var ts []target
+	for _, c := range []struct{ id, single string }{
+		{"near-10k-par", "near-10k-1g"}, {"near-10k-par4", "near-10k-1g"},
+		{"near-100k-par", "near-100k-1g"}, {"near-100k-par4", "near-100k-1g"},
+		{"near-hot-par", "near-hot-1g"}, {"near-hot-par4", "near-hot-1g"},
+	} {
+		ts = append(ts,
+			target{what: "parallel near hit ≤ one goroutine's", id: c.id, other: c.single, impl: "tier", limit: 1},
+			target{what: "parallel near hit ≤ otter's", id: c.id, impl: "otter", limit: 1})
+	}
+	return append(ts,
+		target{what: "GetMany(100) ≤ 1.3× MGET", id: "far-many", impl: "go-redis MGET", limit: 1.3},
+		target{what: "GetMany(100) ≤ 1.3× MGET + decode", id: "far-many", impl: "go-redis MGET + msgpack decode", limit: 1.3},
+		target{what: "GetMany(100) allocs ≤ 1.5× MGET's", id: "far-many", metric: 1, impl: "go-redis MGET", limit: 1.5},
+		target{what: "Set ≤ 1.15× the raw write", id: "set", impl: "raw write", limit: 1.15},
+		target{what: "Set allocs ≤ 1.5× the raw write's", id: "set", metric: 1, impl: "raw write", limit: 1.5},
+		target{what: "stale window p50 ≤ 1.2× raw", id: "stale", impl: "raw write", limit: 1.2},
+		target{what: "stale window p99 ≤ 2× raw", id: "stale", metric: 1, impl: "raw write", limit: 2},
+		target{what: "Gets/s during the outage ≥ 50% of before", id: "outage", metric: 2, limit: 50, atLeast: true},
+	)
+}()
+
+// renderTargets writes a table of the targets that this run measured.
+func renderTargets(w io.Writer, results []GroupResult) {
+	byID := map[string]GroupResult{}
+	for _, gr := range results {
+		byID[gr.ID] = gr
+	}
+	median := func(id, impl string, metric int) (float64, bool) {
+		gr, ok := byID[id]
+		if !ok {
+			return 0, false
+		}
+		for _, r := range gr.Results {
+			if r.Impl.Name == impl && r.Err == nil && metric < len(r.Samples) {
+				st, ok := Summarize(r.Samples[metric])
+				return st.Median, ok
+			}
+		}
+		return 0, false
+	}
+	var rows []string
+	for _, t := range targets {
+		gr, ok := byID[t.id]
+		if !ok {
+			continue
+		}
+		tv, ok := median(t.id, "tier", t.metric)
+		if !ok {
+			continue
+		}
+		m := gr.Metrics[t.metric]
+		figure := formatNum(tv, m.Decimals) + " " + m.Name
+		bound := t.limit
+		if t.impl != "" {
+			other := t.other
+			if other == "" {
+				other = t.id
+			}
+			ov, ok := median(other, t.impl, t.metric)
+			if !ok {
+				continue
+			}
+			bound = t.limit * ov
+			figure += fmt.Sprintf(" against %s (%s), %s", formatNum(ov, m.Decimals), t.impl+rowOf(other, t.id), formatRatio(tv, ov))
+		}
+		met := tv <= bound || nearZero(tv) && nearZero(bound)
+		if t.atLeast {
+			met = tv >= bound
+		}
+		verdict := "**no**"
+		if met {
+			verdict = "yes"
+		}
+		rows = append(rows, fmt.Sprintf("| %s | `%s` | %s | %s |\n", t.what, t.id, figure, verdict))
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n## Targets\n\nThe goals the issues set, against this run's medians.\n\n| target | row | figures | met |\n|---|---|---|---|\n")
+	for _, r := range rows {
+		io.WriteString(w, r)
+	}
+}
+
+// rowOf names the other row when it is not the target's own.
+func rowOf(other, id string) string {
+	if other == id {
+		return ""
+	}
+	return ", `" + other + "`"
+}
