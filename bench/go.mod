@@ -13,7 +13,7 @@ require (
 	github.com/hashicorp/golang-lru/v2 v2.0.7
 	github.com/maypok86/otter/v2 v2.4.0
 	github.com/redis/go-redis/v9 v9.23.0
-	github.com/tier-cache/tier v0.0.0-20261203211715-055eb1ed1e4f
+	github.com/tier-cache/tier v0.0.0-20261203221624-2937b59b3c9a
 	github.com/vmihailenco/msgpack/v5 v5.4.1
 )
 

@@ -7,7 +7,7 @@ go 1.26.0
 replace github.com/tier-cache/tier => ../
 
 require (
-	github.com/tier-cache/tier v0.0.0-20261127160110-4c7618aff2ee
+	github.com/tier-cache/tier v0.0.0-20261203221624-2937b59b3c9a
 	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/metric v1.47.0
 	go.opentelemetry.io/otel/sdk/metric v1.47.0

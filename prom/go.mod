@@ -10,7 +10,7 @@ require (
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3
 	github.com/prometheus/common v0.72.0
-	github.com/tier-cache/tier v0.0.0-20261127160110-4c7618aff2ee
+	github.com/tier-cache/tier v0.0.0-20261203221624-2937b59b3c9a
 )
 
 require (
