@@ -57,8 +57,9 @@ func benchFailLoader(b *testing.B) LoaderFunc[benchUser] {
 }
 
 // benchNearCache returns a near-only cache holding benchKeys users, and
-// their keys.
-func benchNearCache(b *testing.B) (*Cache[benchUser], []string) {
+// their keys; with tagged, each user carries two tags, as in the bench
+// module's tag rows.
+func benchNearCache(b *testing.B, tagged ...bool) (*Cache[benchUser], []string) {
 	c, err := New[benchUser](Options{Near: NearOptions{Capacity: benchKeys, TTL: time.Hour}, Jitter: -1})
 	if err != nil {
 		b.Fatal(err)
@@ -66,7 +67,11 @@ func benchNearCache(b *testing.B) (*Cache[benchUser], []string) {
 	b.Cleanup(func() { c.Close() })
 	keys := benchKeyList(benchKeys)
 	for i, k := range keys {
-		if err := c.Set(context.Background(), k, benchUserOf(i, k)); err != nil {
+		var tags []string
+		if len(tagged) > 0 && tagged[0] {
+			tags = []string{"tenant:" + strconv.Itoa(i%100), "kind:user"}
+		}
+		if err := c.Set(context.Background(), k, benchUserOf(i, k), tags...); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -75,8 +80,13 @@ func benchNearCache(b *testing.B) (*Cache[benchUser], []string) {
 
 // BenchmarkNearHit is a hit through Cache.Get from one goroutine, the
 // keys read in order.
-func BenchmarkNearHit(b *testing.B) {
-	c, keys := benchNearCache(b)
+func BenchmarkNearHit(b *testing.B) { benchNearHit(b, false) }
+
+// BenchmarkNearHitTagged is BenchmarkNearHit on entries with two tags.
+func BenchmarkNearHitTagged(b *testing.B) { benchNearHit(b, true) }
+
+func benchNearHit(b *testing.B, tagged bool) {
+	c, keys := benchNearCache(b, tagged)
 	ctx, loader := context.Background(), benchFailLoader(b)
 	b.ReportAllocs()
 	i, s := 0, int64(0)

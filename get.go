@@ -70,10 +70,10 @@ func (c *Cache[V]) Fetch(ctx context.Context, key string, loader Loader[V]) (Res
 	if !ok || c.closed.Load() {
 		return c.miss(ctx, key, loader, nil)
 	}
-	if e.staleAt|e.refreshAt != 0 || e.tags != nil {
-		if e.tags != nil && e.tags.stale() {
-			return c.miss(ctx, key, loader, nil)
-		}
+	if e.tags != nil && e.tags.stale() {
+		return c.miss(ctx, key, loader, nil)
+	}
+	if e.staleAt|e.refreshAt != 0 {
 		now := c.now().UnixNano()
 		if e.staleAt != 0 && now >= e.staleAt {
 			stale := Result[V]{Value: e.value, Source: SourceNear, Stale: true}
