@@ -12,7 +12,8 @@ import (
 // process. Every Get that misses the key while it flies waits for it,
 // instead of reading Redis or loading again; the flight runs on a
 // goroutine of its own, detached from their contexts, so that one caller
-// giving up fails no other. A change of the key (a Set, a Delete, an
+// giving up fails no other (the caller that starts a flight reads Redis
+// first, itself: see lead). A change of the key (a Set, a Delete, an
 // invalidation) detaches the flight: later Gets start a flight of their
 // own rather than wait for a read that may predate the change.
 //
@@ -42,31 +43,55 @@ func (c *Cache[V]) join(key string) (*flight[V], bool) {
 }
 
 // lead runs the flight f of key that its caller made. The caller reads the
-// near tier and Redis itself, without its cancellation (each read is
-// bounded by FarTimeout): most misses end there, a far hit, with no
-// goroutine handed the work. Anything longer (a lease, a wait, a load)
-// goes on a goroutine of its own, and so does everything when the caller
-// holds a stale value to serve after SoftTimeout, which must bound its
-// whole wait.
+// near tier and Redis itself, under its own ctx (each read is also bounded
+// by FarTimeout): most misses end there, a far hit, with no goroutine
+// handed the work. Anything longer (a lease, a wait, a load) goes on a
+// goroutine of its own, and so does everything when the caller holds a
+// stale value to serve after SoftTimeout, which must bound its whole wait.
+// If the caller's ctx ends during its read, the goroutine reads again for
+// the flight's other callers: a read cut short says nothing of Redis.
 func (c *Cache[V]) lead(ctx context.Context, key string, f *flight[V], loader Loader[V], refresh, inline bool) {
-	var s *step
-	if inline {
-		lookup, r, err, done := c.lookup(context.WithoutCancel(ctx), key, f, refresh)
-		if done {
-			c.finish(key, f, r, err)
-			return
-		}
-		s = &lookup
-	}
 	c.closeMu.RLock()
 	if c.closed.Load() {
 		c.closeMu.RUnlock()
 		c.finish(key, f, Result[V]{}, ErrClosed)
 		return
 	}
-	c.wg.Add(1)
+	c.wg.Add(1) // done by run, or here when the read answers
 	c.closeMu.RUnlock()
+	var s *step
+	if inline {
+		var done bool
+		s, done = c.leadRead(ctx, key, f, refresh)
+		if done {
+			c.wg.Done()
+			return
+		}
+	}
 	go c.run(ctx, key, f, loader, refresh, s)
+}
+
+// leadRead is lead's own read: it reports done once it has finished f
+// with an answer, else the step to resume from (nil: start again). A
+// panic (from a Clock or a client hook) finishes f with an error before it
+// goes on, so that no flight is left that no one will finish.
+func (c *Cache[V]) leadRead(ctx context.Context, key string, f *flight[V], refresh bool) (s *step, done bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.finish(key, f, Result[V]{}, fmt.Errorf("tier: get %q: panic: %v", key, p))
+			c.wg.Done()
+			panic(p)
+		}
+	}()
+	lookup, r, err, done := c.lookup(ctx, key, f, refresh)
+	switch {
+	case done:
+		c.finish(key, f, r, err)
+		return nil, true
+	case ctx.Err() != nil:
+		return nil, false
+	}
+	return &lookup, false
 }
 
 // run completes a flight, from s if lookup ran already. It keeps the

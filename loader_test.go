@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/tier-cache/tier/codec"
 )
 
@@ -192,4 +194,119 @@ func TestNilLoader(t *testing.T) {
 			m.FlushAll()
 		})
 	}
+}
+
+// The caller that starts a flight reads Redis under its own context: when
+// that context ends during the read, it returns at once, not after
+// FarTimeout, and the flight reads again for the callers that joined it.
+func TestFirstCallerStopsWhenItsContextEnds(t *testing.T) {
+	m, _, _ := newMiniredis(t)
+	hold := &ctxHoldGet{reached: make(chan struct{})}
+	client := redis.NewClient(&redis.Options{Addr: m.Addr(), ContextTimeoutEnabled: true, MaxRetries: -1})
+	client.AddHook(hold)
+	t.Cleanup(func() { client.Close() })
+	c := newCache[string](t, Options{Redis: client, FarTimeout: 2 * patience})
+	ctx := context.Background()
+	if err := c.Set(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	c.DropNear("k")
+	hold.armed.Store(true)
+
+	first, cancel := context.WithCancel(ctx)
+	firstDone := make(chan error, 1)
+	go func() {
+		_, err := c.Get(first, "k", failLoader(errors.New("the first caller must not load")))
+		firstDone <- err
+	}()
+	within(t, hold.reached, "the first caller's GET")
+	type result struct {
+		r   Result[string]
+		err error
+	}
+	other := make(chan result, 1)
+	go func() {
+		r, err := c.Fetch(ctx, "k", failLoader(errors.New("a far hit must not load")))
+		other <- result{r, err}
+	}()
+	cancel()
+	if err := within(t, firstDone, "the first caller, its context cancelled"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("first caller got %v, want context.Canceled", err)
+	}
+	if got := within(t, other, "the other caller"); got.err != nil || got.r.Value != "v" || got.r.Source != SourceFar {
+		t.Fatalf("other caller = %+v, %v; want v from Redis", got.r, got.err)
+	}
+}
+
+// ctxHoldGet is a go-redis hook that, once armed, holds the next GET
+// until its context ends, as a server that does not answer would.
+type ctxHoldGet struct {
+	armed   atomic.Bool
+	reached chan struct{}
+}
+
+func (h *ctxHoldGet) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *ctxHoldGet) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "get" && h.armed.CompareAndSwap(true, false) {
+			close(h.reached)
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *ctxHoldGet) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// A panic during the first caller's read (a client hook's, here) goes on
+// up that caller's stack, and leaves no flight behind that later callers
+// would wait on for ever.
+func TestPanicInTheFirstReadLeavesNoFlight(t *testing.T) {
+	m, _, _ := newMiniredis(t)
+	client := redis.NewClient(&redis.Options{Addr: m.Addr(), ContextTimeoutEnabled: true, MaxRetries: -1})
+	hook := &panicGet{}
+	client.AddHook(hook)
+	t.Cleanup(func() { client.Close() })
+	c := newCache[string](t, Options{Redis: client})
+	ctx := context.Background()
+	if err := c.Set(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	c.DropNear("k")
+	hook.armed.Store(true)
+	panicked := make(chan any, 1)
+	go func() {
+		defer func() { panicked <- recover() }()
+		c.Get(ctx, "k", failLoader(errors.New("unused")))
+	}()
+	if p := within(t, panicked, "the panicking Get"); p == nil {
+		t.Fatal("the hook's panic did not reach the caller")
+	}
+	wctx, cancel := context.WithTimeout(ctx, patience)
+	defer cancel()
+	if v, err := c.Get(wctx, "k", failLoader(errors.New("a far hit must not load"))); err != nil || v != "v" {
+		t.Fatalf("Get after the panic = %q, %v; want v", v, err)
+	}
+}
+
+// panicGet is a go-redis hook that, once armed, panics on the next GET.
+type panicGet struct{ armed atomic.Bool }
+
+func (h *panicGet) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *panicGet) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "get" && h.armed.CompareAndSwap(true, false) {
+			panic("hook")
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *panicGet) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }
