@@ -99,7 +99,10 @@ func (c *Cache[V]) markerTTL() time.Duration {
 	return addSat(addSat(c.opts.FarTTL, c.opts.Refresh.StaleGrace), c.opts.LoadTimeout)
 }
 
-// raiseTags records that tags were invalidated at clock.
+// raiseTags records that tags were invalidated at clock, and detaches
+// every flight, as a key's change detaches its own: a flight's value may
+// carry one of the tags, unknown until its load returns, so a Get that
+// starts now must not wait for it.
 func (c *Cache[V]) raiseTags(tags []string, clock uint64) {
 	for _, t := range tags {
 		if cell := c.tags.lookup(t); cell != nil {
@@ -107,6 +110,7 @@ func (c *Cache[V]) raiseTags(tags []string, clock uint64) {
 		}
 	}
 	raise(&c.tagClock, clock)
+	c.flights.Clear()
 }
 
 // born returns the born number of a load or Set that begins now: the tag
@@ -161,19 +165,27 @@ func (c *Cache[V]) tagsOf(ctx context.Context, born uint64, tags []string) (*tag
 	var unknown []string
 	var cells []*tagCell
 	for i, tag := range tags {
-		t.cells[i] = c.tags.cell(tag)
+		t.cells[i] = c.tags.cell(tag, c.tagClock.Load())
 		if !t.cells[i].known.Load() {
 			unknown = append(unknown, tag)
 			cells = append(cells, t.cells[i])
 		}
 	}
-	if len(unknown) == 0 || c.far == nil || !c.breaker.allow() {
-		return t, nil // with the breaker open, degraded
+	if len(unknown) == 0 || c.far == nil {
+		return t, nil
+	}
+	// Degraded, a marker Redis cannot tell counts as the clock this
+	// replica knows: what was loaded before an invalidation of the tag
+	// that it heard of is not kept.
+	if !c.breaker.allow() {
+		raiseAll(cells, c.tagClock.Load())
+		return t, nil
 	}
 	markers, err := c.far.TagMarkers(ctx, unknown)
 	if err != nil {
 		c.farFailed(ctx, "tag markers", unknown[0], err)
 		if c.degraded() {
+			raiseAll(cells, c.tagClock.Load())
 			return t, nil
 		}
 		return nil, err
@@ -194,6 +206,13 @@ type tagCell struct {
 }
 
 func (cell *tagCell) raise(v uint64) { raise(&cell.marker, v) }
+
+// raiseAll raises every cell of cells to v.
+func raiseAll(cells []*tagCell, v uint64) {
+	for _, cell := range cells {
+		cell.raise(v)
+	}
+}
 
 // raise sets a to v if v is above it.
 func raise(a *atomic.Uint64, v uint64) {
@@ -222,7 +241,9 @@ func (r *tagRegistry) lookup(tag string) *tagCell {
 	return r.cells[tag]
 }
 
-func (r *tagRegistry) cell(tag string) *tagCell {
+// cell returns the cell of tag, making it if need be; without Redis, a
+// new cell's marker is clock, the tag clock this replica knows.
+func (r *tagRegistry) cell(tag string, clock uint64) *tagCell {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if cell := r.cells[tag]; cell != nil {
@@ -239,7 +260,12 @@ func (r *tagRegistry) cell(tag string) *tagCell {
 		}
 	}
 	cell := &tagCell{}
-	cell.known.Store(r.local)
+	if r.local {
+		// No Redis to read the marker from: it is at most the clock,
+		// which counts every invalidation made here.
+		cell.marker.Store(clock)
+		cell.known.Store(true)
+	}
 	r.cells[tag] = cell
 	return cell
 }
@@ -285,6 +311,7 @@ func (c *Cache[V]) invalidateTags(tags []string, clock uint64) {
 		for _, t := range tags {
 			c.tags.drop(t)
 		}
+		c.flights.Clear() // as raiseTags does
 		c.farFailed(context.Background(), "tag markers", tags[0], fmt.Errorf("after an operator's tag message: %w", err))
 		return
 	}

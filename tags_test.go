@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -335,5 +336,82 @@ func TestInvalidateTagOnCluster(t *testing.T) {
 		if got := fetchFrom(t, a, fmt.Sprint("k", i), noLoad); got != SourceFar {
 			t.Fatalf("a's read of k%d reloaded by b from %v, want far", i, got)
 		}
+	}
+}
+
+// A Get that starts after InvalidateTag returned does not wait for a load
+// that began before it: the value that load returns may carry the tag.
+func TestInvalidateTagDetachesLoads(t *testing.T) {
+	for _, withRedis := range []bool{false, true} {
+		t.Run(map[bool]string{false: "near only", true: "with Redis"}[withRedis], func(t *testing.T) {
+			opts := Options{}
+			if withRedis {
+				_, opts.Redis, _ = newMiniredis(t)
+			}
+			c := newCache[string](t, opts)
+			entered, release := make(chan struct{}), make(chan struct{})
+			var calls atomic.Int32
+			loader := LoaderFunc[string](func(ctx context.Context, key string) (string, error) {
+				Tag(ctx, key, "t")
+				if calls.Add(1) == 1 {
+					close(entered)
+					select {
+					case <-release:
+					case <-ctx.Done(): // the test failed, and Close ends the load
+					}
+					return "read before", nil
+				}
+				return "read after", nil
+			})
+			first := async(func() string {
+				v, _ := c.Get(context.Background(), "k", loader)
+				return v
+			})
+			<-entered
+			if err := c.InvalidateTag(context.Background(), "t"); err != nil {
+				t.Fatal(err)
+			}
+			later := async(func() string {
+				v, _ := c.Get(context.Background(), "k", loader)
+				return v
+			})
+			if v := within(t, later, "a Get after InvalidateTag"); v != "read after" {
+				t.Fatalf("a Get after InvalidateTag got %q", v)
+			}
+			close(release)
+			if v := recv(t, first); v != "read before" {
+				t.Fatalf("the first caller got %q", v)
+			}
+			if v, err := c.Get(context.Background(), "k", loader); err != nil || v != "read after" {
+				t.Fatalf("Get at the end = %q, %v", v, err)
+			}
+		})
+	}
+}
+
+// Without Redis, a load that began before InvalidateTag of a tag that no
+// entry carried yet does not keep its value near once it attaches the tag.
+func TestInvalidateTagOfANewTagNearOnly(t *testing.T) {
+	c := newCache[string](t, Options{})
+	entered, release := make(chan struct{}), make(chan struct{})
+	first := async(func() string {
+		v, _ := c.Get(context.Background(), "k", LoaderFunc[string](func(ctx context.Context, key string) (string, error) {
+			close(entered)
+			<-release
+			Tag(ctx, key, "new-tag")
+			return "read before", nil
+		}))
+		return v
+	})
+	<-entered
+	if err := c.InvalidateTag(context.Background(), "new-tag"); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if v := recv(t, first); v != "read before" {
+		t.Fatalf("the caller got %q", v)
+	}
+	if _, ok := c.near.Peek("k"); ok {
+		t.Fatal("kept near a value read before its tag was invalidated")
 	}
 }
