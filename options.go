@@ -153,8 +153,9 @@ type InvalidationOptions struct {
 	WatchExternalWrites bool
 
 	// OnPropagation, when set, is called with the lag of each message
-	// from another replica: from the start of the Set, Delete or
-	// Invalidate that sent it to its arrival here, by the two machines'
+	// from another replica, once this replica has dropped what it names:
+	// from the start of the Set, Delete or Invalidate that sent it until
+	// this replica stopped serving the old value, by the two machines'
 	// clocks. It runs on the subscription's goroutine and must not block.
 	OnPropagation func(lag time.Duration)
 }

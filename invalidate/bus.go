@@ -72,9 +72,10 @@ type Options struct {
 	Sharded bool
 
 	// Observe, when set, is called on the Bus's goroutine with the
-	// propagation lag of each message received from another Bus: from
-	// when the publisher made it to its arrival, by the two machines'
-	// clocks (never below 0). It must not block. Default: none.
+	// propagation lag of each message received from another Bus, once
+	// the Handler has applied it: from when the publisher made it until
+	// then, by the two machines' clocks (never below 0). It must not
+	// block. Default: none.
 	Observe func(lag time.Duration)
 
 	// Keyspace, when set, is the prefix of the keyspace-notification

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -344,13 +345,19 @@ func TestShardedBus(t *testing.T) {
 	ra.none(t)
 }
 
-// Observe receives the lag of each message from another Bus, and nothing
-// for operators' messages, which carry no send time.
+// Observe receives the lag of each message from another Bus, once the
+// handler has applied it, and nothing for operators' messages, which
+// carry no send time.
 func TestObserveLag(t *testing.T) {
 	client := backends[0].client(t)
 	lags := make(chan time.Duration, 10)
-	rb := newRecorder()
-	newBus(t, client, rb, Options{Namespace: "ns", Observe: func(d time.Duration) { lags <- d }})
+	rb := &countingRecorder{recorder: newRecorder()}
+	newBus(t, client, rb, Options{Namespace: "ns", Observe: func(d time.Duration) {
+		if rb.applied.Load() == 0 {
+			t.Error("Observe was called before the handler applied the message")
+		}
+		lags <- d
+	}})
 	rb.expect(t, "up")
 	ra := newRecorder()
 	a := newBus(t, client, ra, Options{Namespace: "ns"})
@@ -377,6 +384,18 @@ func TestObserveLag(t *testing.T) {
 		t.Fatalf("an operator's message reported lag %v", lag)
 	default:
 	}
+}
+
+// countingRecorder is a recorder that also counts the keys messages it
+// has applied.
+type countingRecorder struct {
+	*recorder
+	applied atomic.Int64
+}
+
+func (r *countingRecorder) Invalidate(keys []string) {
+	r.applied.Add(1)
+	r.recorder.Invalidate(keys)
 }
 
 // With Keyspace, writes by any client to keys under the prefix reach the

@@ -231,18 +231,17 @@ func (b *Bus) dispatch(payload string) {
 		return
 	}
 	b.received.Add(1)
-	if b.opts.Observe != nil && !m.Sent.IsZero() {
-		b.opts.Observe(max(time.Since(m.Sent), 0))
-	}
 	switch {
 	case m.All:
 		b.handler.InvalidateAll()
-		return
 	case m.Tags != nil:
 		b.handler.InvalidateTags(m.Tags, m.Clock)
-		return
+	default:
+		b.handler.Invalidate(m.Keys)
 	}
-	b.handler.Invalidate(m.Keys)
+	if b.opts.Observe != nil && !m.Sent.IsZero() {
+		b.opts.Observe(max(time.Since(m.Sent), 0))
+	}
 }
 
 // logMalformed logs a malformed message, at most once a minute: one

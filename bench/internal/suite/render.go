@@ -119,10 +119,10 @@ var sectionNotes = map[string]string{
 	"Write": "One key written again and again. tier's Set encodes the value, runs one Lua script (SET PX and PUBLISH of a drop message), " +
 		"and keeps near the value decoded from the bytes written; its own subscription hears the message and skips it. " +
 		"The raw write runs the same two commands in a script of its own, with the same bytes, and one subscriber on its channel.",
-	"Stale window": "Replica A, in this process, Sets a key that replica B, a child process, holds near. tier's window ends when the first Get on B " +
-		"that does not return the old copy starts: B Gets back to back from the moment its subscription hears of the change " +
-		"(Invalidation.OnPropagation, called just before the drop), so the end is at most one near hit after the drop, and every Get " +
-		"that starts later reads Redis, which holds the new value. The raw round runs the same kind of script (SET PX, PUBLISH of a frame) " +
+	"Stale window": "Replica A, in this process, Sets a key that replica B, a child process, holds near. tier's window ends when B has " +
+		"dropped its copy (Invalidation.OnPropagation is called once it has). As a check, B then Gets back to back until a Get does not " +
+		"return the old copy: the start of that Get is the second row, and it is the first Get after the drop; every Get that starts " +
+		"later reads Redis, which holds the new value. The raw round runs the same kind of script (SET PX, PUBLISH of a frame) " +
 		"from this process, until a go-redis subscriber in B's process returns the message. The two kinds of rounds alternate in one loop; " +
 		"times are the machine's wall clock, read in both processes. Figures: medians over the runs of each run's p50 and p99.",
 	"Redis outage": "tier and go-redis/cache (with its local cache) take turns on one workload: 8 goroutines Get 20 keys through a loader " +

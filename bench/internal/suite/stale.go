@@ -20,15 +20,15 @@ import (
 
 // The stale window: replica A (this process) changes a key that replica
 // B (a child process) holds near, and the window lasts from the start of
-// A's Set until B no longer serves the old value. Its end is the start of
-// the first Get on B that does not return the old copy: B's Gets run back
-// to back from the moment its subscription hears of the change
-// (Invalidation.OnPropagation, called just before the drop), so the end
-// is at most one near hit after the drop, and every Get that starts later
-// reads Redis, which holds the new value. Next to it, the same Redis work
-// done raw: rawWriteScript, from its start until a go-redis subscriber in
-// B's process has the message. The two kinds of rounds alternate in one
-// loop. Times are the wall clock of one machine, read in both processes.
+// A's Set until B no longer serves the old value: until B has dropped its
+// copy, when Invalidation.OnPropagation is called. A check rides along:
+// from that moment B Gets back to back until a Get does not return the
+// old copy, and the start of that Get is reported too (it must be the
+// first Get, and every Get that starts later reads Redis, which holds the
+// new value). Next to it, the same Redis work done raw: rawWriteScript,
+// from its start until a go-redis subscriber in B's process has the
+// message. The two kinds of rounds alternate in one loop. Times are the
+// wall clock of one machine, read in both processes.
 
 // replicaEnv, when set in the environment, makes the binary (the report,
 // or the bench module's test binary) run replica B and nothing else. It
@@ -86,7 +86,7 @@ func replica(spec string, in io.Reader, stdout io.Writer) error {
 	var (
 		armed   atomic.Bool
 		old     atomic.Int64
-		heardAt atomic.Int64
+		heardAt atomic.Int64 // when B had dropped its copy
 		heard   = make(chan struct{}, 1)
 	)
 	b, err := tier.New[User](tier.Options{
@@ -123,24 +123,21 @@ func replica(spec string, in io.Reader, stdout io.Writer) error {
 			lines <- "raw " + strconv.FormatInt(time.Now().UnixNano(), 10)
 		}
 	}()
-	// The watcher: once B has heard of a change, Get until the old copy
-	// is gone, and report when the first Get that did not return it
+	// The watcher: once B has dropped its copy, Get, check that the old
+	// copy is gone, and report when the drop was done and when that Get
 	// started.
 	go func() {
 		for range heard {
-			for {
-				start := time.Now()
-				r, err := b.Fetch(ctx, staleKey, failLoader)
-				if err != nil {
-					lines <- "error " + err.Error()
-					break
-				}
-				if r.Source == tier.SourceNear && r.Value.ID == old.Load() {
-					continue
-				}
-				armed.Store(false)
+			start := time.Now()
+			r, err := b.Fetch(ctx, staleKey, failLoader)
+			armed.Store(false)
+			switch {
+			case err != nil:
+				lines <- "error " + err.Error()
+			case r.Source == tier.SourceNear && r.Value.ID == old.Load():
+				lines <- "error a Get after OnPropagation returned the old copy from the near tier"
+			default:
 				lines <- "tier " + strconv.FormatInt(heardAt.Load(), 10) + " " + strconv.FormatInt(start.UnixNano(), 10)
-				break
 			}
 		}
 	}()
@@ -260,8 +257,8 @@ func staleGroups() []Group {
 		Section: "Stale window", ID: "stale", Redis: true, Metrics: staleMetrics,
 		Case: "Set on replica A until replica B, another process, stops serving the old value",
 		Impls: []Impl{
-			{Name: "tier", Role: Tier, Note: "until the first Get on B that does not return the old copy starts"},
-			{Name: "tier, heard", Role: Info, Note: "until B's subscription hears of it (OnPropagation, just before the drop)"},
+			{Name: "tier", Role: Tier, Note: "until B has dropped its copy (Invalidation.OnPropagation, called once it has)"},
+			{Name: "tier, first Get", Role: Info, Note: "until the first Get on B after the drop starts, which does not return the old copy"},
 			{Name: "raw write", Role: Floor, Note: "the same script, until a go-redis subscriber in B's process has the message"},
 		},
 		Together: staleTogether,
@@ -295,7 +292,7 @@ func staleTogether(env *Env) (func() ([][]float64, error), func(), error) {
 	}
 	closeFn := func() { b.close(); a.Close() }
 
-	var lat [3][]time.Duration // tier, tier heard, raw
+	var lat [3][]time.Duration // tier dropped, tier's first Get after, raw
 	since := func(start time.Time, end int64) time.Duration { return time.Duration(end - start.UnixNano()) }
 	tierRound := func() error {
 		if _, err := fmt.Fprintf(b.in, "hold %d\n", version); err != nil {
@@ -313,8 +310,8 @@ func staleTogether(env *Env) (func() ([][]float64, error), func(), error) {
 		if err != nil || len(ts) != 2 {
 			return fmt.Errorf("replica B: %v, %v", ts, err)
 		}
-		lat[0] = append(lat[0], since(start, ts[1]))
-		lat[1] = append(lat[1], since(start, ts[0]))
+		lat[0] = append(lat[0], since(start, ts[0]))
+		lat[1] = append(lat[1], since(start, ts[1]))
 		return nil
 	}
 	rawRound := func() error {
