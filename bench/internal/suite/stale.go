@@ -43,8 +43,8 @@ func ReplicaRequested() bool { return os.Getenv(replicaEnv) != "" }
 
 // ReplicaMain runs replica B: it answers the parent's commands on stdin
 // ("hold <version>": Get the key until B holds that version near, then
-// watch for the change) with lines on stdout ("held"; "tier <heard>
-// <end>", when B heard of the change and when its first Get without the
+// watch for the change) with lines on stdout ("held"; "tier <dropped>
+// <end>", when B had dropped its copy and when its first Get without the
 // old copy started; "raw <received>"; "error <text>"), in Unix
 // nanoseconds, until stdin ends.
 func ReplicaMain() int {
