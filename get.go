@@ -30,7 +30,9 @@ func (s Source) String() string {
 
 // Result is a value with where it came from, as returned by [Cache.Fetch].
 type Result[V any] struct {
-	Value  V
+	// Value is the value; the zero V with ErrNotFound.
+	Value V
+	// Source is the tier, or the loader, that answered.
 	Source Source
 	// Stale is true for a value past its TTL, served within
 	// Options.Refresh.StaleGrace because its reload failed or was slow.

@@ -20,6 +20,7 @@ const (
 
 // Status is the state of one link of the cache to Redis.
 type Status struct {
+	// State is whether the link is up, down or not configured.
 	State State
 	// Since is when the link entered State (New's time for the first).
 	Since time.Time

@@ -12,8 +12,10 @@ import (
 // Message is one invalidation: drop the near copies of Keys, or of every
 // key when All is set.
 type Message struct {
+	// Keys are the keys whose near copies to drop.
 	Keys []string
-	All  bool
+	// All drops every key's near copy.
+	All bool
 
 	// Tags, when set, names tags whose entries to drop: those born before
 	// Clock (see tier's InvalidateTag). A message with tags has no keys.
