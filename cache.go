@@ -157,7 +157,15 @@ func New[V any](opts Options) (*Cache[V], error) {
 	}
 	far := newLink("Redis", true, c.log, c.now)
 	far.onChange = func(up bool) { c.event(map[bool]string{false: "redis down", true: "redis up"}[up]) }
-	c.breaker = newBreaker(c.far.Ping, c.far.Diagnose, far, inv.HealthInterval, c.startProbe)
+	// The probe's PING may take up to HealthInterval, not FarTimeout: no
+	// caller waits for it, and on a loaded machine a new connection's
+	// handshake and PING can outlast FarTimeout while Redis answers.
+	probePing := func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, inv.HealthInterval)
+		defer cancel()
+		return o.Redis.Ping(ctx).Err()
+	}
+	c.breaker = newBreaker(probePing, c.far.Diagnose, far, inv.HealthInterval, c.startProbe)
 	if !inv.Disabled {
 		c.sub = newLink("the invalidation subscription", false, c.log, c.now)
 		c.bus, err = invalidate.New(o.Redis, busHandler[V]{c}, invalidate.Options{

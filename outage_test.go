@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -275,4 +276,68 @@ func TestBreakerNamesTheCause(t *testing.T) {
 	if err := c.Set(ctx, "k", "v"); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("Set = %v, want ErrUnavailable wrapping connection refused", err)
 	}
+}
+
+// The probe closes the breaker once Redis answers, even when its PING
+// takes longer than FarTimeout (a new connection on a loaded machine):
+// no caller waits for the probe, so it waits up to HealthInterval.
+func TestProbeOutlastsFarTimeout(t *testing.T) {
+	srv := redistest.Start(t)
+	client := srv.Client(t)
+	const farTimeout = 50 * time.Millisecond
+	hook := &slowPing{delay: 3 * farTimeout}
+	client.AddHook(hook)
+	c := newCache[string](t, Options{Redis: client, FarTimeout: farTimeout,
+		Invalidation: InvalidationOptions{HealthInterval: time.Second}})
+	heard := events(c)
+	ctx := context.Background()
+	hook.failGets.Store(true)
+	for i := 0; c.Health().Redis.State != StateDown; i++ {
+		if i > 1000 {
+			t.Fatal("GETs that time out did not open the breaker")
+		}
+		c.Get(ctx, fmt.Sprint("k", i), constLoader("x"))
+	}
+	hook.failGets.Store(false)
+	deadline := time.After(patience)
+	for {
+		select {
+		case e := <-heard:
+			if e == "redis up" {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("the breaker stayed open: %+v", c.Health())
+		}
+	}
+}
+
+// slowPing is a go-redis hook that makes each PING take delay (or fail
+// when its context ends first), and, with failGets, fails each GET with
+// a timeout before sending it.
+type slowPing struct {
+	delay    time.Duration
+	failGets atomic.Bool
+}
+
+func (h *slowPing) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *slowPing) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		switch {
+		case cmd.Name() == "ping":
+			select {
+			case <-time.After(h.delay):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		case cmd.Name() == "get" && h.failGets.Load():
+			return context.DeadlineExceeded
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *slowPing) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }
