@@ -19,7 +19,8 @@
 //     between collections: the cache's hot path pays nothing.
 //   - [LagHistogram], whose Observe method is passed as
 //     tier.Options.Invalidation.OnPropagation, records how long each
-//     message from another replica took to arrive, in seconds, as the
+//     message from another replica took until this one had applied it, in
+//     seconds, as the
 //     histogram tier.propagation_lag with the buckets [LagBuckets]. It
 //     waits on nothing but the SDK's own recording.
 //

@@ -117,7 +117,8 @@ func Register(meter metric.Meter, name string, stats func() tier.Stats, opts ...
 
 // LagHistogram records the propagation lag of a cache's invalidations:
 // how long each message from another replica took from its Set, Delete or
-// Invalidate to this replica. Pass its Observe method as
+// Invalidate until this replica had applied it (stopped serving the old
+// value). Pass its Observe method as
 // tier.Options.Invalidation.OnPropagation.
 type LagHistogram struct {
 	h     metric.Float64Histogram

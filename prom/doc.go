@@ -11,7 +11,8 @@
 //     the label cache="<name>".
 //   - [LagHistogram] records, through its Observe method passed as
 //     tier.Options.Invalidation.OnPropagation, how long each message from
-//     another replica took to arrive, as tier_propagation_lag_seconds.
+//     another replica took until this one had applied it, as
+//     tier_propagation_lag_seconds.
 //
 // Register both with the registry the service exposes:
 //

@@ -17,7 +17,8 @@ var LagBuckets = []float64{
 
 // LagHistogram is a [prometheus.Collector] of the propagation lag of a
 // cache's invalidations: how long each message from another replica took
-// from its Set, Delete or Invalidate to this replica, as the histogram
+// from its Set, Delete or Invalidate until this replica had applied it
+// (stopped serving the old value), as the histogram
 // tier_propagation_lag_seconds. Pass its Observe method as
 // tier.Options.Invalidation.OnPropagation.
 type LagHistogram struct {
