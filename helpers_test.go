@@ -198,3 +198,18 @@ func nearValue[V any](c *Cache[V], key string) (V, bool) {
 	e, ok := c.near.Peek(key)
 	return e.value, ok && !e.absent
 }
+
+// commandHook is a go-redis hook that runs around each command sent on its
+// own (pipelines pass through): it may hold, fail or slow the command, or
+// call next to send it.
+type commandHook func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error
+
+func (h commandHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h commandHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error { return h(ctx, cmd, next) }
+}
+
+func (h commandHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}

@@ -201,9 +201,19 @@ func TestNilLoader(t *testing.T) {
 // FarTimeout, and the flight reads again for the callers that joined it.
 func TestFirstCallerStopsWhenItsContextEnds(t *testing.T) {
 	m, _, _ := newMiniredis(t)
-	hold := &ctxHoldGet{reached: make(chan struct{})}
+	// Once armed, the next GET is held until its context ends, as by a
+	// server that does not answer.
+	var armed atomic.Bool
+	reached := make(chan struct{})
 	client := redis.NewClient(&redis.Options{Addr: m.Addr(), ContextTimeoutEnabled: true, MaxRetries: -1})
-	client.AddHook(hold)
+	client.AddHook(commandHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
+		if cmd.Name() == "get" && armed.CompareAndSwap(true, false) {
+			close(reached)
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return next(ctx, cmd)
+	}))
 	t.Cleanup(func() { client.Close() })
 	c := newCache[string](t, Options{Redis: client, FarTimeout: 2 * patience})
 	ctx := context.Background()
@@ -211,7 +221,7 @@ func TestFirstCallerStopsWhenItsContextEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.DropNear("k")
-	hold.armed.Store(true)
+	armed.Store(true)
 
 	first, cancel := context.WithCancel(ctx)
 	firstDone := make(chan error, 1)
@@ -219,7 +229,7 @@ func TestFirstCallerStopsWhenItsContextEnds(t *testing.T) {
 		_, err := c.Get(first, "k", failLoader(errors.New("the first caller must not load")))
 		firstDone <- err
 	}()
-	within(t, hold.reached, "the first caller's GET")
+	within(t, reached, "the first caller's GET")
 	type result struct {
 		r   Result[string]
 		err error
@@ -238,38 +248,19 @@ func TestFirstCallerStopsWhenItsContextEnds(t *testing.T) {
 	}
 }
 
-// ctxHoldGet is a go-redis hook that, once armed, holds the next GET
-// until its context ends, as a server that does not answer would.
-type ctxHoldGet struct {
-	armed   atomic.Bool
-	reached chan struct{}
-}
-
-func (h *ctxHoldGet) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *ctxHoldGet) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if cmd.Name() == "get" && h.armed.CompareAndSwap(true, false) {
-			close(h.reached)
-			<-ctx.Done()
-			return ctx.Err()
-		}
-		return next(ctx, cmd)
-	}
-}
-
-func (h *ctxHoldGet) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
-}
-
 // A panic during the first caller's read (a client hook's, here) goes on
 // up that caller's stack, and leaves no flight behind that later callers
 // would wait on for ever.
 func TestPanicInTheFirstReadLeavesNoFlight(t *testing.T) {
 	m, _, _ := newMiniredis(t)
 	client := redis.NewClient(&redis.Options{Addr: m.Addr(), ContextTimeoutEnabled: true, MaxRetries: -1})
-	hook := &panicGet{}
-	client.AddHook(hook)
+	var armed atomic.Bool // once set, the next GET panics
+	client.AddHook(commandHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
+		if cmd.Name() == "get" && armed.CompareAndSwap(true, false) {
+			panic("hook")
+		}
+		return next(ctx, cmd)
+	}))
 	t.Cleanup(func() { client.Close() })
 	c := newCache[string](t, Options{Redis: client})
 	ctx := context.Background()
@@ -277,7 +268,7 @@ func TestPanicInTheFirstReadLeavesNoFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.DropNear("k")
-	hook.armed.Store(true)
+	armed.Store(true)
 	panicked := make(chan any, 1)
 	go func() {
 		defer func() { panicked <- recover() }()
@@ -291,22 +282,4 @@ func TestPanicInTheFirstReadLeavesNoFlight(t *testing.T) {
 	if v, err := c.Get(wctx, "k", failLoader(errors.New("a far hit must not load"))); err != nil || v != "v" {
 		t.Fatalf("Get after the panic = %q, %v; want v", v, err)
 	}
-}
-
-// panicGet is a go-redis hook that, once armed, panics on the next GET.
-type panicGet struct{ armed atomic.Bool }
-
-func (h *panicGet) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *panicGet) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if cmd.Name() == "get" && h.armed.CompareAndSwap(true, false) {
-			panic("hook")
-		}
-		return next(ctx, cmd)
-	}
-}
-
-func (h *panicGet) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
 }

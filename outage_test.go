@@ -285,20 +285,34 @@ func TestProbeOutlastsFarTimeout(t *testing.T) {
 	srv := redistest.Start(t)
 	client := srv.Client(t)
 	const farTimeout = 50 * time.Millisecond
-	hook := &slowPing{delay: 3 * farTimeout}
-	client.AddHook(hook)
+	// Each PING takes three FarTimeouts (or fails when its context ends
+	// first); with failGets, each GET fails with a timeout unsent.
+	var failGets atomic.Bool
+	client.AddHook(commandHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
+		switch {
+		case cmd.Name() == "ping":
+			select {
+			case <-time.After(3 * farTimeout):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		case cmd.Name() == "get" && failGets.Load():
+			return context.DeadlineExceeded
+		}
+		return next(ctx, cmd)
+	}))
 	c := newCache[string](t, Options{Redis: client, FarTimeout: farTimeout,
 		Invalidation: InvalidationOptions{HealthInterval: time.Second}})
 	heard := events(c)
 	ctx := context.Background()
-	hook.failGets.Store(true)
+	failGets.Store(true)
 	for i := 0; c.Health().Redis.State != StateDown; i++ {
 		if i > 1000 {
 			t.Fatal("GETs that time out did not open the breaker")
 		}
 		c.Get(ctx, fmt.Sprint("k", i), constLoader("x"))
 	}
-	hook.failGets.Store(false)
+	failGets.Store(false)
 	deadline := time.After(patience)
 	for {
 		select {
@@ -310,34 +324,4 @@ func TestProbeOutlastsFarTimeout(t *testing.T) {
 			t.Fatalf("the breaker stayed open: %+v", c.Health())
 		}
 	}
-}
-
-// slowPing is a go-redis hook that makes each PING take delay (or fail
-// when its context ends first), and, with failGets, fails each GET with
-// a timeout before sending it.
-type slowPing struct {
-	delay    time.Duration
-	failGets atomic.Bool
-}
-
-func (h *slowPing) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *slowPing) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		switch {
-		case cmd.Name() == "ping":
-			select {
-			case <-time.After(h.delay):
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		case cmd.Name() == "get" && h.failGets.Load():
-			return context.DeadlineExceeded
-		}
-		return next(ctx, cmd)
-	}
-}
-
-func (h *slowPing) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
 }
