@@ -205,18 +205,7 @@ func TestOutageSummaryOncePerMinute(t *testing.T) {
 	heard := events(c)
 	srv.Kill(t)
 	ctx := context.Background()
-	for i := 0; ; i++ {
-		c.Get(ctx, fmt.Sprint("k", i), constLoader("v"))
-		select {
-		case e := <-heard:
-			if e != "redis down" {
-				t.Fatalf("event %q", e)
-			}
-		default:
-			continue
-		}
-		break
-	}
+	openBreaker(t, c, heard)
 	summaries := func() int {
 		n := 0
 		for _, l := range logs.lines() {
@@ -254,22 +243,7 @@ func TestBreakerNamesTheCause(t *testing.T) {
 	heard := events(c)
 	ctx := context.Background()
 	srv.Kill(t)
-	deadline := time.Now().Add(patience)
-	for i := 0; ; i++ {
-		c.Get(ctx, fmt.Sprint("k", i), constLoader("v"))
-		select {
-		case e := <-heard:
-			if e != "redis down" {
-				t.Fatalf("event %q", e)
-			}
-		default:
-			if time.Now().After(deadline) {
-				t.Fatal("the breaker never opened")
-			}
-			continue
-		}
-		break
-	}
+	openBreaker(t, c, heard)
 	if h := c.Health(); h.Redis.Err == nil || !strings.Contains(h.Redis.Err.Error(), "connection refused") {
 		t.Fatalf("Health().Redis.Err = %v, want connection refused", h.Redis.Err)
 	}
@@ -304,14 +278,8 @@ func TestProbeOutlastsFarTimeout(t *testing.T) {
 	c := newCache[string](t, Options{Redis: client, FarTimeout: farTimeout,
 		Invalidation: InvalidationOptions{HealthInterval: time.Second}})
 	heard := events(c)
-	ctx := context.Background()
 	failGets.Store(true)
-	for i := 0; c.Health().Redis.State != StateDown; i++ {
-		if i > 1000 {
-			t.Fatal("GETs that time out did not open the breaker")
-		}
-		c.Get(ctx, fmt.Sprint("k", i), constLoader("x"))
-	}
+	openBreaker(t, c, heard)
 	failGets.Store(false)
 	deadline := time.After(patience)
 	for {
@@ -322,6 +290,26 @@ func TestProbeOutlastsFarTimeout(t *testing.T) {
 			}
 		case <-deadline:
 			t.Fatalf("the breaker stayed open: %+v", c.Health())
+		}
+	}
+}
+
+// openBreaker Gets new keys through c, whose Redis does not answer, until
+// the breaker opens: until heard, c's events, says "redis down".
+func openBreaker(t *testing.T, c *Cache[string], heard <-chan string) {
+	t.Helper()
+	deadline := time.Now().Add(patience)
+	for i := 0; ; i++ {
+		c.Get(context.Background(), fmt.Sprint("open-", i), constLoader("v"))
+		select {
+		case e := <-heard:
+			if e == "redis down" {
+				return
+			}
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the breaker never opened: %+v", c.Health())
 		}
 	}
 }
