@@ -194,7 +194,7 @@ func exerciseAsUser(t *testing.T, srv *redistest.Server, user string, sharded bo
 			}
 			return err
 		}},
-		{"PING, as the breaker's probe sends it", func() error { return a.far.Ping(ctx) }},
+		{"PING, as the breaker's probe sends it", func() error { return a.breaker.ping(ctx) }},
 		{"PING on a subscription, as the health check sends it", func() error {
 			ps := subscribe()
 			defer ps.Close()
