@@ -38,11 +38,11 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 		switch {
 		case !ok:
 		case e.usable(now):
-			if !e.absent {
+			if !e.absent() {
 				out[k] = e.value
 			}
 			continue
-		case e.tags == nil || !e.tags.stale(): // past its TTL, kept for grace
+		case e.tags() == nil || !e.tags().stale(): // past its TTL, kept for grace
 			stale = put(stale, k, e.value)
 		}
 		missing = append(missing, k)
@@ -73,7 +73,7 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 			for i, k := range missing {
 				e, hit, cl, isStale := c.fromFar(ctx, k, vals[i], g, false)
 				switch {
-				case hit && !e.absent:
+				case hit && !e.absent():
 					out[k] = e.value
 				case !hit:
 					toLoad = append(toLoad, k)
@@ -119,7 +119,7 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 			ttl := c.jitter(c.opts.NotFoundTTL)
 			tomb := codec.TombstoneExpiring(time.Unix(0, deadline(c.now().UnixNano(), ttl)))
 			data[k], farTTLs[k] = tomb, ttl
-			c.fill(g, k, nearEntry[V]{absent: true}, ttl, len(tomb))
+			c.fill(g, k, absentEntry[V](), ttl, len(tomb))
 			continue
 		}
 		tags := col.of(k)
@@ -137,7 +137,7 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 			continue
 		}
 		data[k], farTTLs[k] = b, farTTL
-		c.fill(g, k, nearEntry[V]{value: stored, tags: t}, c.nearTTL(farTTL), len(b))
+		c.fill(g, k, valueEntry(stored, t), c.nearTTL(farTTL), len(b))
 	}
 	c.swapFar(wctx, toLoad, claims, func(k string) ([]byte, time.Duration) { return data[k], farTTLs[k] })
 	return out, nil

@@ -44,10 +44,17 @@ var (
 )
 
 // nearEntry is what the near tier holds: a decoded value, or the
-// remembered answer "not found".
+// remembered answer "not found". An entry with neither tags, nor a
+// deadline of Refresh's, nor "not found" has no meta: a plain entry is its
+// value and one pointer, so that the near tier's entries stay small.
 type nearEntry[V any] struct {
-	value  V
-	absent bool
+	value V
+	meta  *entryMeta // nil for a plain value; never changed once set (see with)
+}
+
+// entryMeta is what an entry holds besides its value, when anything.
+type entryMeta struct {
+	absent bool // "not found"
 	// staleAt, with Refresh.StaleGrace, is when the entry stops being
 	// fresh (Unix nanoseconds by Cache.now); it is kept StaleGrace longer,
 	// to serve if its reload fails. 0 without grace.
@@ -55,15 +62,63 @@ type nearEntry[V any] struct {
 	// refreshAt, with Refresh.Ahead, is when a hit starts a background
 	// refresh. 0 without.
 	refreshAt int64
-	// tags is what the entry knows of its tags; nil for none (see tags.go).
-	tags *tagged
+	// tags is what the entry knows of its tags, no cells for none (see
+	// tags.go); held here, not behind a pointer of its own, so that a
+	// tagged hit follows one pointer more than an untagged one.
+	tags tagged
+}
+
+// absentEntry returns the entry of a cached "not found".
+func absentEntry[V any]() nearEntry[V] {
+	return nearEntry[V]{meta: &entryMeta{absent: true}}
+}
+
+// valueEntry returns the entry of v with tags t (nil for none).
+func valueEntry[V any](v V, t *tagged) nearEntry[V] {
+	e := nearEntry[V]{value: v}
+	if t != nil {
+		e.meta = &entryMeta{tags: *t}
+	}
+	return e
+}
+
+// with returns e with its meta changed by set, on a copy: a meta may be
+// shared with entries already in the near tier.
+func (e nearEntry[V]) with(set func(m *entryMeta)) nearEntry[V] {
+	var m entryMeta
+	if e.meta != nil {
+		m = *e.meta
+	}
+	set(&m)
+	e.meta = &m
+	return e
+}
+
+// absent reports whether e is a cached "not found".
+func (e *nearEntry[V]) absent() bool { return e.meta != nil && e.meta.absent }
+
+// tags returns what e knows of its tags, nil for none.
+func (e *nearEntry[V]) tags() *tagged {
+	if e.meta == nil || len(e.meta.tags.cells) == 0 {
+		return nil
+	}
+	return &e.meta.tags
+}
+
+// plain reports whether e is a value to serve as it is, whatever the time:
+// one without deadlines of Refresh's, none of whose tags was invalidated
+// since it was born.
+func (e *nearEntry[V]) plain() bool {
+	m := e.meta
+	return m == nil || !m.absent && m.staleAt|m.refreshAt == 0 && !m.tags.stale()
 }
 
 // usable reports whether e may be served fresh at now (Unix nanoseconds
 // by Cache.now): not past its TTL, and none of its tags invalidated since
 // it was born.
 func (e *nearEntry[V]) usable(now int64) bool {
-	return (e.staleAt == 0 || now < e.staleAt) && (e.tags == nil || !e.tags.stale())
+	m := e.meta
+	return m == nil || (m.staleAt == 0 || now < m.staleAt) && !m.tags.stale()
 }
 
 // Cache is a read-through cache of values of type V in two tiers: a near

@@ -53,7 +53,11 @@ type Result[V any] struct {
 //
 // A near hit allocates nothing and takes no lock shared by every key.
 func (c *Cache[V]) Get(ctx context.Context, key string, loader Loader[V]) (V, error) {
-	r, err := c.Fetch(ctx, key, loader)
+	e, ok := c.near.Get(key)
+	if ok && e.plain() && !c.closed.Load() {
+		return e.value, nil // fetch's first outcome, without a Result
+	}
+	r, err := c.fetch(ctx, key, loader, e, ok)
 	return r.Value, err
 }
 
@@ -69,24 +73,31 @@ func (c *Cache[V]) Get(ctx context.Context, key string, loader Loader[V]) (V, er
 //     loads, and every caller waiting for it gets its result.
 func (c *Cache[V]) Fetch(ctx context.Context, key string, loader Loader[V]) (Result[V], error) {
 	e, ok := c.near.Get(key)
+	return c.fetch(ctx, key, loader, e, ok)
+}
+
+// fetch is Fetch after its read of the near tier, which found e if ok.
+func (c *Cache[V]) fetch(ctx context.Context, key string, loader Loader[V], e nearEntry[V], ok bool) (Result[V], error) {
 	if !ok || c.closed.Load() {
 		return c.miss(ctx, key, loader, nil)
 	}
-	if e.tags != nil && e.tags.stale() {
-		return c.miss(ctx, key, loader, nil)
-	}
-	if e.staleAt|e.refreshAt != 0 {
-		now := c.now().UnixNano()
-		if e.staleAt != 0 && now >= e.staleAt {
-			stale := Result[V]{Value: e.value, Source: SourceNear, Stale: true}
-			return c.miss(ctx, key, loader, &stale)
+	if m := e.meta; m != nil {
+		if m.tags.stale() {
+			return c.miss(ctx, key, loader, nil)
 		}
-		if e.refreshAt != 0 && now >= e.refreshAt {
-			c.refresh(ctx, key, loader)
+		if m.staleAt|m.refreshAt != 0 {
+			now := c.now().UnixNano()
+			if m.staleAt != 0 && now >= m.staleAt {
+				stale := Result[V]{Value: e.value, Source: SourceNear, Stale: true}
+				return c.miss(ctx, key, loader, &stale)
+			}
+			if m.refreshAt != 0 && now >= m.refreshAt {
+				c.refresh(ctx, key, loader)
+			}
 		}
-	}
-	if e.absent {
-		return Result[V]{Source: SourceNear}, ErrNotFound
+		if m.absent {
+			return Result[V]{Source: SourceNear}, ErrNotFound
+		}
 	}
 	return Result[V]{Value: e.value, Source: SourceNear}, nil
 }

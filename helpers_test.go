@@ -196,7 +196,7 @@ func blockedGet(c *Cache[string], key, value string) (finish func() string) {
 // nearValue returns the value c holds near for key, if any.
 func nearValue[V any](c *Cache[V], key string) (V, bool) {
 	e, ok := c.near.Peek(key)
-	return e.value, ok && !e.absent
+	return e.value, ok && !e.absent()
 }
 
 // commandHook is a go-redis hook that runs around each command sent on its

@@ -35,7 +35,7 @@ func (c *Cache[V]) lookup(ctx context.Context, key string, f *flight[V], refresh
 	s = step{g: c.near.StartFill(), born: c.born()}
 	if !refresh {
 		if e, ok := c.near.Peek(key); ok && e.usable(c.now().UnixNano()) {
-			if e.absent {
+			if e.absent() {
 				return s, Result[V]{Source: SourceNear}, ErrNotFound, true
 			}
 			return s, Result[V]{Value: e.value, Source: SourceNear}, nil, true
@@ -126,7 +126,7 @@ func (c *Cache[V]) farAnswer(ctx context.Context, key string, data []byte, g loc
 			f.stale.Store(&Result[V]{Value: e.value, Source: SourceFar})
 		}
 		return r, cl, false, nil
-	case e.absent:
+	case e.absent():
 		return Result[V]{Source: SourceFar}, cl, true, ErrNotFound
 	}
 	return Result[V]{Value: e.value, Source: SourceFar}, cl, true, nil
@@ -152,8 +152,12 @@ func (c *Cache[V]) fromFar(ctx context.Context, key string, data []byte, g local
 	}
 	if born, tags, ok := codec.Tags(data); ok {
 		var err error
-		if e.tags, err = c.tagsOf(ctx, born, tags); err != nil || e.tags.stale() {
+		t, err := c.tagsOf(ctx, born, tags)
+		if err != nil || t != nil && t.stale() {
 			return nearEntry[V]{}, false, claim{old: data}, false
+		}
+		if t != nil {
+			e = e.with(func(m *entryMeta) { m.tags = *t })
 		}
 	}
 	left := time.Duration(math.MaxInt64)
@@ -163,13 +167,13 @@ func (c *Cache[V]) fromFar(ctx context.Context, key string, data []byte, g local
 	switch {
 	case left <= 0:
 		// A "not found" earns no grace.
-		return e, false, claim{old: data, keep: true}, !e.absent
+		return e, false, claim{old: data, keep: true}, !e.absent()
 	case refresh && left < time.Duration(c.opts.Refresh.Ahead*float64(c.opts.FarTTL)):
 		return e, false, claim{old: data, keep: true}, false
 	}
 	c.stats.farHits.Add(1)
 	ttl := c.opts.Near.TTL
-	if e.absent {
+	if e.absent() {
 		ttl = c.opts.NotFoundTTL
 	}
 	c.fill(g, key, e, min(c.jitter(ttl), left), len(data))
@@ -190,7 +194,7 @@ func (c *Cache[V]) load(ctx context.Context, key string, loader Loader[V], g loc
 		ttl := c.jitter(c.opts.NotFoundTTL)
 		tomb := codec.TombstoneExpiring(time.Unix(0, deadline(c.now().UnixNano(), ttl)))
 		c.writeOver(wctx, key, cl, tomb, ttl)
-		c.fill(g, key, nearEntry[V]{absent: true}, ttl, len(tomb))
+		c.fill(g, key, absentEntry[V](), ttl, len(tomb))
 		return Result[V]{Source: SourceLoad}, ErrNotFound
 	case err != nil:
 		c.stats.loadErrors.Add(1)
@@ -217,7 +221,7 @@ func (c *Cache[V]) load(ctx context.Context, key string, loader Loader[V], g loc
 		return Result[V]{Value: v, Source: SourceLoad}, nil
 	}
 	c.writeOver(wctx, key, cl, data, farTTL)
-	c.fill(g, key, nearEntry[V]{value: stored, tags: t}, c.nearTTL(farTTL), len(data))
+	c.fill(g, key, valueEntry(stored, t), c.nearTTL(farTTL), len(data))
 	return Result[V]{Value: stored, Source: SourceLoad}, nil
 }
 
@@ -235,7 +239,8 @@ func (c *Cache[V]) nearTTL(farTTL time.Duration) time.Duration {
 // came after g was taken (see local.Cache.Fill).
 func (c *Cache[V]) fill(g local.FillGuard, key string, e nearEntry[V], ttl time.Duration, weight int) {
 	if ttl = c.nearBound(ttl); ttl > 0 {
-		c.near.Fill(g, key, e, c.keep(&e, ttl), int64(weight))
+		e, ttl = c.keep(e, ttl)
+		c.near.Fill(g, key, e, ttl, int64(weight))
 	}
 }
 
@@ -248,23 +253,27 @@ func (c *Cache[V]) nearBound(ttl time.Duration) time.Duration {
 	return min(ttl, max(c.opts.Invalidation.DegradedNearTTL, 0))
 }
 
-// keep returns how long the near tier keeps an entry fresh for ttl, and
-// records in e when it stops being fresh (with StaleGrace) and when a hit
-// refreshes it (with Refresh.Ahead).
-func (c *Cache[V]) keep(e *nearEntry[V], ttl time.Duration) time.Duration {
+// keep returns e to store for ttl, with when it stops being fresh (with
+// StaleGrace) and when a hit refreshes it (with Refresh.Ahead), and how
+// long the near tier keeps it.
+func (c *Cache[V]) keep(e nearEntry[V], ttl time.Duration) (nearEntry[V], time.Duration) {
 	ref := c.opts.Refresh
-	if ref.StaleGrace == 0 && ref.Ahead == 0 || e.absent {
-		return ttl
+	if ref.StaleGrace == 0 && ref.Ahead == 0 || e.absent() {
+		return e, ttl
 	}
 	now := c.now().UnixNano()
-	if ref.Ahead > 0 {
-		e.refreshAt = deadline(now, ttl-time.Duration(ref.Ahead*float64(ttl)))
-	}
+	e = e.with(func(m *entryMeta) {
+		if ref.Ahead > 0 {
+			m.refreshAt = deadline(now, ttl-time.Duration(ref.Ahead*float64(ttl)))
+		}
+		if ref.StaleGrace > 0 {
+			m.staleAt = deadline(now, ttl)
+		}
+	})
 	if ref.StaleGrace == 0 {
-		return ttl
+		return e, ttl
 	}
-	e.staleAt = deadline(now, ttl)
-	return addSat(ttl, ref.StaleGrace)
+	return e, addSat(ttl, ref.StaleGrace)
 }
 
 // farKeep is how long Redis keeps data, fresh for ttl (which its header
@@ -283,7 +292,7 @@ func (c *Cache[V]) farKeep(ttl time.Duration, data []byte) time.Duration {
 // them.
 func (c *Cache[V]) decode(key string, data []byte) (e nearEntry[V], ok bool) {
 	if codec.IsTombstone(data) {
-		return nearEntry[V]{absent: true}, true
+		return absentEntry[V](), true
 	}
 	if err := c.format.Decode(data, &e.value); err != nil {
 		c.stats.corrupt.Add(1)

@@ -138,7 +138,7 @@ func TestNegativeCaching(t *testing.T) {
 	if ttl := m.TTL("tier:ghost"); ttl != 5*time.Second {
 		t.Fatalf("Redis TTL of the tombstone = %v, want NotFoundTTL 5s", ttl)
 	}
-	if v, ok := a.near.Peek("ghost"); !ok || !v.absent {
+	if v, ok := a.near.Peek("ghost"); !ok || !v.absent() {
 		t.Fatalf("near entry = %+v, %v; want a cached not-found", v, ok)
 	}
 	clock.Advance(6 * time.Second)

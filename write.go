@@ -44,7 +44,7 @@ func (c *Cache[V]) Set(ctx context.Context, key string, value V, tags ...string)
 		c.DropNear(key)
 		return err
 	}
-	e := nearEntry[V]{value: stored, tags: t}
+	e := valueEntry(stored, t)
 	ttl := c.nearTTL(farTTL)
 	if c.far == nil {
 		if n := c.opts.Near.MaxBytes; n > 0 && int64(len(data)) > n {
@@ -53,7 +53,8 @@ func (c *Cache[V]) Set(ctx context.Context, key string, value V, tags ...string)
 		}
 		// Nothing can change key between a write and the store: store and
 		// stamp in one step, so that fills guarded before it are refused.
-		c.near.Set(key, e, c.keep(&e, ttl), int64(len(data)))
+		e, ttl = c.keep(e, ttl)
+		c.near.Set(key, e, ttl, int64(len(data)))
 		c.detach(key)
 		return nil
 	}
@@ -76,7 +77,10 @@ func (c *Cache[V]) Set(ctx context.Context, key string, value V, tags ...string)
 		return c.writeFailed(ctx, "set", key, err)
 	}
 	c.breaker.success()
-	if ttl = c.nearBound(ttl); ttl <= 0 || !c.near.SetIfUnchanged(g, key, e, c.keep(&e, ttl), int64(len(data))) {
+	if ttl = c.nearBound(ttl); ttl > 0 {
+		e, ttl = c.keep(e, ttl)
+	}
+	if ttl <= 0 || !c.near.SetIfUnchanged(g, key, e, ttl, int64(len(data))) {
 		c.near.Delete(key)
 	}
 	return nil
