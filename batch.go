@@ -58,7 +58,7 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 	}
 	g := c.near.StartFill()
 	born := c.born()
-	claims := make(map[string]claim, len(missing))
+	claims := make(map[string]claim) // only keys to load get one: grown as they come
 	toLoad := missing
 	if c.far != nil && c.breaker.allow() {
 		vals, err := c.far.GetMany(ctx, missing)
@@ -70,8 +70,9 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 		default:
 			c.breaker.success()
 			toLoad = toLoad[:0:0]
+			dsts := make([]V, len(missing)) // one allocation for the batch's values
 			for i, k := range missing {
-				e, hit, cl, isStale := c.fromFar(ctx, k, vals[i], g, false)
+				e, hit, cl, isStale := c.fromFar(ctx, k, vals[i], &dsts[i], g, false)
 				switch {
 				case hit && !e.absent():
 					out[k] = e.value

@@ -119,7 +119,7 @@ func (c *Cache[V]) readFar(ctx context.Context, key string, g local.FillGuard, f
 
 // farAnswer turns bytes read from Redis into readFar's answer.
 func (c *Cache[V]) farAnswer(ctx context.Context, key string, data []byte, g local.FillGuard, f *flight[V], refresh bool) (r Result[V], cl claim, hit bool, err error) {
-	e, hit, cl, stale := c.fromFar(ctx, key, data, g, refresh)
+	e, hit, cl, stale := c.fromFar(ctx, key, data, new(V), g, refresh)
 	switch {
 	case !hit:
 		if stale {
@@ -132,21 +132,21 @@ func (c *Cache[V]) farAnswer(ctx context.Context, key string, data []byte, g loc
 	return Result[V]{Value: e.value, Source: SourceFar}, cl, true, nil
 }
 
-// fromFar reads data, the bytes of key in Redis (nil when absent). A
-// fresh value or "not found" is a hit: it is filled in the near tier under
-// g. Anything else is to load, over the claim returned; stale says that
-// e holds a value past its TTL, kept for StaleGrace, to serve if the load
-// fails. A refresh also reloads a value in its last Refresh.Ahead of
+// fromFar reads data, the bytes of key in Redis (nil when absent),
+// decoding a value into dst, a zero V. A fresh value or "not found" is a
+// hit: it is filled in the near tier under g. Anything else is to load,
+// over the claim returned; stale says that e holds a value past its TTL,
+// kept for StaleGrace, to serve if the load fails. A refresh also reloads a value in its last Refresh.Ahead of
 // FarTTL. A value one of whose tags was invalidated since it was born is
 // reloaded and overwritten, never served.
-func (c *Cache[V]) fromFar(ctx context.Context, key string, data []byte, g local.FillGuard, refresh bool) (e nearEntry[V], hit bool, cl claim, stale bool) {
+func (c *Cache[V]) fromFar(ctx context.Context, key string, data []byte, dst *V, g local.FillGuard, refresh bool) (e nearEntry[V], hit bool, cl claim, stale bool) {
 	switch {
 	case data == nil:
 		return e, false, claim{take: true}, false
 	case isLease(data):
 		return e, false, claim{}, false // another replica is loading: load too, write nothing
 	}
-	e, ok := c.decode(key, data)
+	e, ok := c.decode(key, data, dst)
 	if !ok {
 		return e, false, claim{old: data}, false // corrupt: reload and overwrite
 	}
@@ -287,19 +287,20 @@ func (c *Cache[V]) farKeep(ttl time.Duration, data []byte) time.Duration {
 	return addSat(ttl, c.opts.Refresh.StaleGrace)
 }
 
-// decode turns bytes read from Redis into a near entry. Bytes that do not
-// decode are counted, and ok is false: the caller reloads and overwrites
-// them.
-func (c *Cache[V]) decode(key string, data []byte) (e nearEntry[V], ok bool) {
+// decode turns bytes read from Redis into a near entry, decoding the
+// value into dst, a zero V (GetMany hands out a batch's from one slice).
+// Bytes that do not decode are counted, and ok is false: the caller
+// reloads and overwrites them.
+func (c *Cache[V]) decode(key string, data []byte, dst *V) (e nearEntry[V], ok bool) {
 	if codec.IsTombstone(data) {
 		return absentEntry[V](), true
 	}
-	if err := c.format.Decode(data, &e.value); err != nil {
+	if err := c.format.Decode(data, dst); err != nil {
 		c.stats.corrupt.Add(1)
 		c.log.Debug("tier: corrupt value in Redis; reloading", "key", key, "err", err)
 		return nearEntry[V]{}, false
 	}
-	return e, true
+	return nearEntry[V]{value: *dst}, true
 }
 
 // encode returns the bytes stored in Redis for v, fresh for ttl, with its

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -104,10 +105,24 @@ func (s *Store) Key(key string) string {
 	return s.prefix + key
 }
 
+// keys returns the Redis keys of keys, cut from one string: one
+// allocation for a batch rather than one a key.
 func (s *Store) keys(keys []string) []string {
+	n := 0
+	for _, k := range keys {
+		n += len(s.prefix) + len(k)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, k := range keys {
+		b.WriteString(s.prefix)
+		b.WriteString(k)
+	}
+	all, at := b.String(), 0
 	rks := make([]string, len(keys))
 	for i, k := range keys {
-		rks[i] = s.Key(k)
+		end := at + len(s.prefix) + len(k)
+		rks[i], at = all[at:end], end
 	}
 	return rks
 }
@@ -149,9 +164,20 @@ func (s *Store) GetMany(ctx context.Context, keys []string) ([][]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("remote: get %s: %w", describe(keys), withContext(ctx, err))
 		}
-		for i, v := range vals {
+		// The values are copied into one buffer, each capped at its end
+		// so that an append to one cannot reach the next.
+		n := 0
+		for _, v := range vals {
 			if str, ok := v.(string); ok { // nil: missing, or not a string
-				values[i] = []byte(str)
+				n += len(str)
+			}
+		}
+		buf := make([]byte, 0, n)
+		for i, v := range vals {
+			if str, ok := v.(string); ok {
+				at := len(buf)
+				buf = append(buf, str...)
+				values[i] = buf[at:len(buf):len(buf)]
 			}
 		}
 		return values, nil

@@ -135,6 +135,18 @@ func TestGetMany(t *testing.T) {
 				if got := mustGetMany(t, s, []string{"absent"}); got[0] != nil {
 					t.Errorf("GetMany(absent) = %q; want [nil]", got)
 				}
+				// An empty value is not a miss, and each value is the
+				// caller's: appending to one changes no other.
+				mustSet(t, s, "empty", "", time.Minute)
+				got := mustGetMany(t, s, []string{keys[len(keys)-1], "empty", "absent", keys[len(keys)-4]})
+				if got[1] == nil || len(got[1]) != 0 || got[2] != nil {
+					t.Fatalf("GetMany(..., empty, absent, ...) = %#v; want an empty value, then nil", got)
+				}
+				_ = append(got[0], "!!!!"...)
+				_ = append(got[1], "!!!!"...)
+				if string(got[0]) != "vkey-0" || string(got[3]) != "vkey-3" {
+					t.Errorf("after appends to the first values: %q; want [vkey-0 ... vkey-3]", got)
+				}
 			})
 		}
 	})
