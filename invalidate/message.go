@@ -160,6 +160,14 @@ func parseTag(p []byte) (Message, error) {
 	return Message{Tags: []string{tag}, Clock: clock}, nil
 }
 
+// ownFrame reports whether payload is a frame of this version, other than
+// a sync's, whose origin is id: one that the Bus id sent, and skips.
+func ownFrame(payload string, id ID) bool {
+	const idAt = 3
+	return len(payload) >= idAt+len(id) && payload[0] == frameMarker && payload[1] == frameVersion &&
+		payload[2]&flagSync == 0 && payload[idAt:idAt+len(id)] == string(id[:])
+}
+
 func parseFrame(p []byte) (Message, error) {
 	bad := func(what string) (Message, error) {
 		return Message{}, fmt.Errorf("%w: frame %s", ErrMalformed, what)

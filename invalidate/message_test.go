@@ -155,3 +155,30 @@ func TestParseTagPayloads(t *testing.T) {
 		}
 	}
 }
+
+// A Bus skips its own frames unparsed: ownFrame must know them, and only
+// them; a sync of its own is parsed, to end the wait for it.
+func TestOwnFrame(t *testing.T) {
+	var me, other ID
+	copy(me[:], "me")
+	copy(other[:], "other")
+	frame := func(m Message) string { return string(AppendFrame(nil, m)) }
+	mine := frame(Message{Keys: []string{"k"}, Namespace: "ns", Origin: me, Sent: time.Now()})
+	for _, c := range []struct {
+		name    string
+		payload string
+		want    bool
+	}{
+		{"mine", mine, true},
+		{"mine, of all keys", frame(Message{All: true, Origin: me}), true},
+		{"another's", frame(Message{Keys: []string{"k"}, Origin: other}), false},
+		{"a sync of mine", frame(Message{Keys: []string{"token"}, Origin: me, Sync: true}), false},
+		{"truncated in its origin", mine[:3+len(me)-1], false},
+		{"an operator's key", "me", false},
+		{"another version", mine[:1] + string(rune(frameVersion+1)) + mine[2:], false},
+	} {
+		if got := ownFrame(c.payload, me); got != c.want {
+			t.Errorf("ownFrame(%s) = %v; want %v", c.name, got, c.want)
+		}
+	}
+}

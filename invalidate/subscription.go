@@ -95,12 +95,10 @@ func (b *Bus) receive(ps *redis.PubSub) (confirmed bool, why error) {
 	pinged := false
 	// Up once the channel, and the keyspace pattern if any, are confirmed.
 	gotChannel, gotPattern := false, b.opts.Keyspace == ""
+	var bound readBound
+	defer bound.stop()
 	for {
-		// The context bounds what the read timeout does not: a
-		// reconnection's handshake with a server that never answers.
-		ctx, cancel := context.WithTimeout(b.ctx, 2*b.opts.HealthInterval)
-		msg, err := ps.ReceiveTimeout(ctx, b.opts.HealthInterval)
-		cancel()
+		msg, err := ps.ReceiveTimeout(bound.next(b.ctx, b.opts.HealthInterval), b.opts.HealthInterval)
 		if err != nil {
 			if b.ctx.Err() != nil {
 				return confirmed, nil
@@ -206,6 +204,11 @@ func (b *Bus) keyspaceEvent(channel string) {
 }
 
 func (b *Bus) dispatch(payload string) {
+	if ownFrame(payload, b.id) {
+		// A writer hears each of its own writes: it skips them unparsed.
+		b.own.Add(1)
+		return
+	}
 	m, err := Parse([]byte(payload), b.opts.MaxMessageBytes)
 	if err == nil && m.Namespace != "" && b.opts.Namespace != "" && m.Namespace != b.opts.Namespace {
 		err = fmt.Errorf("%w: a frame of namespace %q", ErrMalformed, m.Namespace)
@@ -279,4 +282,33 @@ type serverUnsubscribed struct{ kind, channel string }
 
 func (e serverUnsubscribed) Error() string {
 	return fmt.Sprintf("the server unsubscribed us (%s) from %q", e.kind, e.channel)
+}
+
+// readBound bounds the subscription's reads, beyond their read timeout of
+// a HealthInterval: a read may also reconnect, and the handshake with a
+// server that never answers has no other bound. One context serves the
+// reads that start within a HealthInterval of its making, so that each
+// has 2 to 3 HealthIntervals, and a busy channel does not make a context
+// and a timer for every message.
+type readBound struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	renew  time.Time // when the next read needs a new context
+}
+
+// next returns the context of a read that starts now, under parent.
+func (r *readBound) next(parent context.Context, hi time.Duration) context.Context {
+	if now := time.Now(); r.ctx == nil || !now.Before(r.renew) {
+		r.stop()
+		r.ctx, r.cancel = context.WithTimeout(parent, 3*hi)
+		r.renew = now.Add(hi)
+	}
+	return r.ctx
+}
+
+// stop releases the last context.
+func (r *readBound) stop() {
+	if r.cancel != nil {
+		r.cancel()
+	}
 }

@@ -32,6 +32,9 @@ type Store struct {
 	channel  string
 	publish  string // "PUBLISH" or "SPUBLISH"; "" without a channel
 	announce func(keys []string) ([][]byte, error)
+	// scriptArgs ends the ARGV of a write script: publish and channel
+	// (see announceSource), made interface values once, not on each write.
+	scriptArgs [2]any
 
 	// singleNode is true when all keys live on one server, so that one
 	// command or script may name any of them. On a cluster or a ring, a
@@ -95,6 +98,10 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 			s.publish = "SPUBLISH"
 		}
 		s.announceAfter = ring || o.Sharded && !singleNode
+	}
+	s.scriptArgs = [2]any{"", ""} // announced after the script, or not at all
+	if s.publish != "" && !s.announceAfter {
+		s.scriptArgs = [2]any{s.publish, s.channel}
 	}
 	return s, nil
 }

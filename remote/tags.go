@@ -49,12 +49,7 @@ func (s *Store) InvalidateTags(ctx context.Context, tags []string, ttl time.Dura
 	keys := make([]string, 1, 1+len(tags))
 	keys[0] = s.ClockKey()
 	args := make([]any, 0, 3+len(tags))
-	args = append(args, ceilMillis(ttl).Milliseconds())
-	if s.publish == "" || s.announceAfter {
-		args = append(args, "", "")
-	} else {
-		args = append(args, s.publish, s.channel)
-	}
+	args = append(append(args, ceilMillis(ttl).Milliseconds()), s.scriptArgs[:]...)
 	for _, t := range tags {
 		keys = append(keys, s.MarkerKey(t))
 		args = append(args, t)

@@ -56,18 +56,17 @@ func (s *Store) write(ctx context.Context, script *redis.Script, keys []string, 
 	// run sends script for keys to c: with EVALSHA (falling back to EVAL)
 	// alone, with EVAL in a pipeline, whose replies are read only later.
 	run := func(c redis.Scripter, keys []string) (*redis.Cmd, error) {
-		argv := append([]any(nil), args...)
-		if s.publish == "" || announceAfter {
-			argv = append(argv, "", "")
-		} else {
-			frames, err := s.announce(keys)
-			if err != nil {
+		var frames [][]byte
+		if s.publish != "" && !announceAfter {
+			var err error
+			if frames, err = s.announce(keys); err != nil {
 				return nil, err
 			}
-			argv = append(argv, s.publish, s.channel)
-			for _, f := range frames {
-				argv = append(argv, f)
-			}
+		}
+		argv := make([]any, 0, len(args)+len(s.scriptArgs)+len(frames))
+		argv = append(append(argv, args...), s.scriptArgs[:]...)
+		for _, f := range frames {
+			argv = append(argv, f)
 		}
 		if _, piped := c.(redis.Pipeliner); piped {
 			return script.Eval(ctx, c, s.keys(keys), argv...), nil
