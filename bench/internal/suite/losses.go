@@ -12,12 +12,15 @@ var lossReasons = map[string]string{
 		"struct, channel and sync.Map entry, so that concurrent misses share one read), bounds the read by FarTimeout " +
 		"(context.WithTimeout: a context and a timer), decodes into a fresh value through the versioned header and fills the " +
 		"near tier; go-redis/cache, run without its local cache, sets no timeout and fills nothing.",
-	"near-100k|*": "At 100k entries every hit misses the CPU's caches, and tier's entries are bigger: the near tier holds a " +
-		"nearEntry (the value and three fields, 72 bytes against 48), copied out on each hit. Measured apart, local.Cache alone " +
-		"holding a 72-byte value costs about 120 ns a hit in this row's key order against 74 ns with the 48-byte User; the rest of " +
-		"the gap to local.Cache alone (and to golang-lru, which keeps no deadline) is not explained yet.",
-	"memory|*": "tier's row is 33 bytes an entry above local.Cache alone: its nearEntry adds 24 bytes to the value (absent, " +
-		"staleAt, refreshAt), rounded up to the allocator's size class. local.Cache against the peers is not explained yet.",
+	"near-100k|*": "At 100k entries a hit waits on memory: the table's bucket and the entry, as local.Cache alone shows. tier's " +
+		"Cache.Get adds its own call around local's (the entry's meta and Close checked, the value copied out once more), " +
+		"10 to 15 ns, as in the 10k rows. Beyond that, this row moves from run to run with where the heap puts the entries: " +
+		"tier alone, `go test -run x -bench 'Report/near-100k-par$/tier' -count 5` in bench/, took 67 to 96 ns a hit, " +
+		"local.Cache alone 53 to 77. golang-lru keeps no deadline, so its hit reads no clock.",
+	"memory|*": "tier's row is local.Cache alone: a plain entry of tier's is the value and one pointer, which fit the same " +
+		"size class. local.Cache's 178 bytes an entry are the entry, 144 (key 16, value 48, hash, hit count, deadline, chain " +
+		"link, two queue links, weight for MaxWeight, index in the deadline heap), the table's bucket and the deadline " +
+		"heap's slot, with the slack of their growth; otter, no TTL, keeps neither deadline nor weight.",
 	"hitratio|*": "tier's default near tier evicts by recency alone (an approximate LRU, as golang-lru's), so a key requested once " +
 		"pushes out a popular one; otter (W-TinyLFU) and ristretto (TinyLFU) keep a frequency sketch and refuse newcomers rarer " +
 		"than the entry they would evict. Near.Admission (see its row) is tier's answer. This is the policy, not a cost a profile shows.",
