@@ -42,7 +42,7 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 				out[k] = e.value
 			}
 			continue
-		case e.tags() == nil || !e.tags().stale(): // past its TTL, kept for grace
+		case !e.meta.tags.stale(): // past its TTL, kept for grace (an entry that is not usable has a meta)
 			stale = put(stale, k, e.value)
 		}
 		missing = append(missing, k)

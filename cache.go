@@ -68,9 +68,12 @@ type entryMeta struct {
 	tags tagged
 }
 
+// absentMeta is the meta of every cached "not found" without tags.
+var absentMeta = &entryMeta{absent: true}
+
 // absentEntry returns the entry of a cached "not found".
 func absentEntry[V any]() nearEntry[V] {
-	return nearEntry[V]{meta: &entryMeta{absent: true}}
+	return nearEntry[V]{meta: absentMeta}
 }
 
 // valueEntry returns the entry of v with tags t (nil for none).
@@ -96,14 +99,6 @@ func (e nearEntry[V]) with(set func(m *entryMeta)) nearEntry[V] {
 
 // absent reports whether e is a cached "not found".
 func (e *nearEntry[V]) absent() bool { return e.meta != nil && e.meta.absent }
-
-// tags returns what e knows of its tags, nil for none.
-func (e *nearEntry[V]) tags() *tagged {
-	if e.meta == nil || len(e.meta.tags.cells) == 0 {
-		return nil
-	}
-	return &e.meta.tags
-}
 
 // plain reports whether e is a value to serve as it is, whatever the time:
 // one without deadlines of Refresh's, none of whose tags was invalidated

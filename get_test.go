@@ -245,3 +245,36 @@ func TestFetchSources(t *testing.T) {
 		}
 	}
 }
+
+// Get returns a near entry by itself only when it is a plain, fresh value
+// (see fetch): an entry whose tag was invalidated, or that is past its TTL
+// and kept for StaleGrace, is reloaded by Get as by Fetch.
+func TestGetReloadsWhatFetchWould(t *testing.T) {
+	ctx := context.Background()
+	t.Run("tag invalidated", func(t *testing.T) {
+		c := newCache[string](t, Options{})
+		loads := &countingLoader{}
+		if v, err := c.Get(ctx, "a", taggingLoader(loads, "t1")); err != nil || v != "a#1" {
+			t.Fatalf("first Get = %q, %v", v, err)
+		}
+		if err := c.InvalidateTag(ctx, "t1"); err != nil {
+			t.Fatal(err)
+		}
+		if v, err := c.Get(ctx, "a", taggingLoader(loads, "t1")); err != nil || v != "a#2" {
+			t.Fatalf("Get after InvalidateTag = %q, %v; want the reloaded a#2", v, err)
+		}
+	})
+	t.Run("past its TTL, within StaleGrace", func(t *testing.T) {
+		clock := newFakeClock()
+		c := newCache[string](t, Options{Near: NearOptions{TTL: 10 * time.Second}, Jitter: -1,
+			Refresh: RefreshOptions{StaleGrace: time.Minute}, Clock: clock})
+		loader := &versionLoader{}
+		if v, err := c.Get(ctx, "k", loader); err != nil || v != "v1" {
+			t.Fatalf("first Get = %q, %v", v, err)
+		}
+		clock.Advance(11 * time.Second)
+		if v, err := c.Get(ctx, "k", loader); err != nil || v != "v2" {
+			t.Fatalf("Get past the TTL = %q, %v; want the reloaded v2", v, err)
+		}
+	})
+}

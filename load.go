@@ -136,9 +136,10 @@ func (c *Cache[V]) farAnswer(ctx context.Context, key string, data []byte, g loc
 // decoding a value into dst, a zero V. A fresh value or "not found" is a
 // hit: it is filled in the near tier under g. Anything else is to load,
 // over the claim returned; stale says that e holds a value past its TTL,
-// kept for StaleGrace, to serve if the load fails. A refresh also reloads a value in its last Refresh.Ahead of
-// FarTTL. A value one of whose tags was invalidated since it was born is
-// reloaded and overwritten, never served.
+// kept for StaleGrace, to serve if the load fails. A refresh also reloads
+// a value in its last Refresh.Ahead of FarTTL. A value one of whose tags
+// was invalidated since it was born is reloaded and overwritten, never
+// served.
 func (c *Cache[V]) fromFar(ctx context.Context, key string, data []byte, dst *V, g local.FillGuard, refresh bool) (e nearEntry[V], hit bool, cl claim, stale bool) {
 	switch {
 	case data == nil:
@@ -151,7 +152,6 @@ func (c *Cache[V]) fromFar(ctx context.Context, key string, data []byte, dst *V,
 		return e, false, claim{old: data}, false // corrupt: reload and overwrite
 	}
 	if born, tags, ok := codec.Tags(data); ok {
-		var err error
 		t, err := c.tagsOf(ctx, born, tags)
 		if err != nil || t != nil && t.stale() {
 			return nearEntry[V]{}, false, claim{old: data}, false

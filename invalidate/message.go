@@ -161,7 +161,8 @@ func parseTag(p []byte) (Message, error) {
 }
 
 // ownFrame reports whether payload is a frame of this version, other than
-// a sync's, whose origin is id: one that the Bus id sent, and skips.
+// a sync's, whose origin is id: one that the Bus id sent, and skips
+// without parsing it (so it counts as its own even if it were malformed).
 func ownFrame(payload string, id ID) bool {
 	const idAt = 3
 	return len(payload) >= idAt+len(id) && payload[0] == frameMarker && payload[1] == frameVersion &&

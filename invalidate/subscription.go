@@ -98,7 +98,7 @@ func (b *Bus) receive(ps *redis.PubSub) (confirmed bool, why error) {
 	var bound readBound
 	defer bound.stop()
 	for {
-		msg, err := ps.ReceiveTimeout(bound.next(b.ctx, b.opts.HealthInterval), b.opts.HealthInterval)
+		msg, err := ps.ReceiveTimeout(bound.next(b.ctx, b.opts.HealthInterval, time.Now()), b.opts.HealthInterval)
 		if err != nil {
 			if b.ctx.Err() != nil {
 				return confirmed, nil
@@ -229,10 +229,6 @@ func (b *Bus) dispatch(payload string) {
 		}
 		return // another Bus's: drops nothing
 	}
-	if m.Origin == b.id {
-		b.own.Add(1)
-		return
-	}
 	b.received.Add(1)
 	switch {
 	case m.All:
@@ -286,22 +282,22 @@ func (e serverUnsubscribed) Error() string {
 
 // readBound bounds the subscription's reads, beyond their read timeout of
 // a HealthInterval: a read may also reconnect, and the handshake with a
-// server that never answers has no other bound. One context serves the
-// reads that start within a HealthInterval of its making, so that each
-// has 2 to 3 HealthIntervals, and a busy channel does not make a context
-// and a timer for every message.
+// server that never answers has no other bound. One context of 2
+// HealthIntervals serves the reads that start within half of one of its
+// making, so that each has 1.5 to 2, and a busy channel does not make a
+// context and a timer for every message.
 type readBound struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	renew  time.Time // when the next read needs a new context
 }
 
-// next returns the context of a read that starts now, under parent.
-func (r *readBound) next(parent context.Context, hi time.Duration) context.Context {
-	if now := time.Now(); r.ctx == nil || !now.Before(r.renew) {
+// next returns the context of a read that starts at now, under parent.
+func (r *readBound) next(parent context.Context, hi time.Duration, now time.Time) context.Context {
+	if r.ctx == nil || !now.Before(r.renew) {
 		r.stop()
-		r.ctx, r.cancel = context.WithTimeout(parent, 3*hi)
-		r.renew = now.Add(hi)
+		r.ctx, r.cancel = context.WithDeadline(parent, now.Add(2*hi))
+		r.renew = now.Add(hi / 2)
 	}
 	return r.ctx
 }

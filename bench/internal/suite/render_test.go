@@ -146,3 +146,23 @@ func TestLossReasonPrefersTheClosestKey(t *testing.T) {
 		}
 	}
 }
+
+// A missed goal is followed by what keeps tier from it, or by the admission
+// that nothing is known; a run that meets every goal lists no reasons.
+func TestTargetsSayWhyTheyAreMissed(t *testing.T) {
+	render := func(tierValue float64) string {
+		var buf bytes.Buffer
+		renderTargets(&buf, fakeResults(tierValue))
+		return buf.String()
+	}
+	slow := render(1000)
+	for _, want := range []string{"Why the goals not met are missed", whyGetManyTime, whyDecode,
+		"**parallel near hit ≤ otter's** (`near-10k-par`): no reason recorded."} {
+		if !strings.Contains(slow, want) {
+			t.Errorf("a run that misses the goals lacks %q", want)
+		}
+	}
+	if fast := render(50); strings.Contains(fast, "Why the goals") || strings.Contains(fast, "**no**") {
+		t.Errorf("a run that meets every goal lists reasons:\n%s", fast)
+	}
+}
