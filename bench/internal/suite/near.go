@@ -227,7 +227,7 @@ func nearGroups() []Group {
 	add := func(id, c string, n, parallelism, stride int, hot bool) {
 		g := Group{
 			Section: "Near hit", ID: id, Case: c,
-			Metrics: timedMetrics, Parallelism: parallelism,
+			Metrics: timedMetrics, Parallelism: parallelism, Fresh: true,
 		}
 		for _, p := range nearPeers {
 			g.Impls = append(g.Impls, Impl{Name: p.name, Role: p.role, Note: p.note,

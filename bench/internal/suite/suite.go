@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
 	"time"
 
@@ -91,6 +92,12 @@ type Group struct {
 	// Parallelism, for a group of Ops, runs Parallelism×GOMAXPROCS
 	// workers at once, as b.SetParallelism does; 0 runs one.
 	Parallelism int
+
+	// Fresh sets every implementation of a group of Ops up anew for each
+	// run: its figures depend on where the heap happens to put a cache's
+	// entries, which one setup would fix for all the runs, so that the
+	// median would be one placement's rather than the middle of several.
+	Fresh bool
 
 	// Together, when set, measures every implementation of the group at
 	// once, alternating between them inside each run: it returns a run
@@ -200,7 +207,7 @@ type quiet struct{}
 func (quiet) Printf(context.Context, string, ...any) {}
 
 // Run measures a group. Every implementation is set up first and stays
-// alive for the whole group. In each run of a group of Ops, the
+// alive for the whole group (for each run, with Group.Fresh). In each run of a group of Ops, the
 // implementations take turns, one slice of Config.Slice each, in an order
 // that rotates from turn to turn, until each has had Config.BenchTime:
 // so tier and its peers are measured over the same seconds, not one after
@@ -224,23 +231,38 @@ func Run(env *Env, g Group) (gr GroupResult) {
 		runTogether(env, g, &gr, runs)
 		return gr
 	}
-	runners := make([]*Runner, len(g.Impls))
-	defer func() {
+	setup := func() []*Runner {
+		runners := make([]*Runner, len(g.Impls))
+		for i, impl := range g.Impls {
+			r, err := impl.Setup(env)
+			if err != nil {
+				gr.Results[i].Err = err
+				continue
+			}
+			runners[i] = &r
+		}
+		return runners
+	}
+	closeAll := func(runners []*Runner) {
 		for _, r := range runners {
 			if r != nil && r.Close != nil {
 				r.Close()
 			}
 		}
-	}()
-	for i, impl := range g.Impls {
-		r, err := impl.Setup(env)
-		if err != nil {
-			gr.Results[i].Err = err
-			continue
-		}
-		runners[i] = &r
 	}
-	if g.Metrics[0].Name == timedMetrics[0].Name {
+	timedGroup := g.Metrics[0].Name == timedMetrics[0].Name
+	if timedGroup && g.Fresh {
+		for range runs {
+			runners := setup()
+			runTimed(env, g, &gr, runners, 1)
+			closeAll(runners)
+			runtime.GC() // the next run's caches start from a heap without these
+		}
+		return gr
+	}
+	runners := setup()
+	defer closeAll(runners)
+	if timedGroup {
 		runTimed(env, g, &gr, runners, runs)
 		return gr
 	}
