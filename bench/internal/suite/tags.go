@@ -60,7 +60,7 @@ func tagGroups(cfg Config) []Group {
 	})
 
 	hit := func(id, c string, far bool) Group {
-		g := Group{Section: "Tags", ID: id, Case: c, Metrics: timedMetrics, Redis: far}
+		g := Group{Section: "Tags", ID: id, Case: c, Metrics: timedMetrics, Redis: far, Fresh: !far}
 		for _, tagged := range []bool{true, false} {
 			name, role, note := "tier", Tier, "each entry carries 2 tags"
 			if !tagged {
