@@ -183,18 +183,25 @@ func BenchmarkSet(b *testing.B) {
 	}
 }
 
+// benchManyCache returns a cache on Redis that holds n users, with room
+// for ten times as many near, and their keys.
+func benchManyCache(b *testing.B, ns string, n int) (*Cache[benchUser], []string) {
+	c := benchFarCache(b, ns, 10*n)
+	keys := benchKeyList(n)
+	for i, k := range keys {
+		if err := c.Set(context.Background(), k, benchUserOf(i, k)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return c, keys
+}
+
 // BenchmarkGetMany reads 100 keys that Redis holds and the near tier does
 // not: DropNear of them all, then GetMany.
 func BenchmarkGetMany(b *testing.B) {
 	const n = 100
-	c := benchFarCache(b, "getmany", 10*n)
+	c, keys := benchManyCache(b, "getmany", n)
 	ctx := context.Background()
-	keys := benchKeyList(n)
-	for i, k := range keys {
-		if err := c.Set(ctx, k, benchUserOf(i, k)); err != nil {
-			b.Fatal(err)
-		}
-	}
 	loader := BatchLoaderFunc[benchUser](func(context.Context, []string) (map[string]benchUser, error) {
 		b.Error("far hits called the loader")
 		return nil, nil
@@ -216,14 +223,8 @@ func BenchmarkGetMany(b *testing.B) {
 // benchmark does to make them miss) and filling them.
 func BenchmarkGetManyParts(b *testing.B) {
 	const n = 100
-	c := benchFarCache(b, "getmanyparts", 10*n)
+	c, keys := benchManyCache(b, "getmanyparts", n)
 	ctx := context.Background()
-	keys := benchKeyList(n)
-	for i, k := range keys {
-		if err := c.Set(ctx, k, benchUserOf(i, k)); err != nil {
-			b.Fatal(err)
-		}
-	}
 	vals, err := c.far.GetMany(ctx, keys)
 	if err != nil {
 		b.Fatal(err)
