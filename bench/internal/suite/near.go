@@ -178,6 +178,7 @@ var nearPeers = []struct {
 	note string
 }{
 	{"tier", Tier, "Cache.Get, near-only"},
+	{"tier, Near.Admission", Info, "the same with admission (S3-FIFO)"},
 	{"local.Cache", Info, "tier's near tier alone"},
 	{"otter", Peer, "same TTL"},
 	{"golang-lru", Peer, "no TTL"},

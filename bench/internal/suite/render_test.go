@@ -157,7 +157,7 @@ func TestTargetsSayWhyTheyAreMissed(t *testing.T) {
 	}
 	slow := render(1000)
 	for _, want := range []string{"Why the goals not met are missed", whyGetManyTime, whyDecode,
-		"**parallel near hit ≤ otter's** (`near-10k-par`): no reason recorded."} {
+		whyNear100k, "**parallel near hit ≤ otter's** (`near-10k-par`): no reason recorded."} {
 		if !strings.Contains(slow, want) {
 			t.Errorf("a run that misses the goals lacks %q", want)
 		}
