@@ -20,7 +20,7 @@ var lossReasons = map[string]string{
 	"memory|*": "tier's row is local.Cache alone: a plain entry of tier's is the value and one pointer, which fit the same " +
 		"size class. local.Cache's 178 bytes an entry are the entry, 144 (key 16, value 48, hash, hit count, deadline, chain " +
 		"link, two queue links, weight for MaxWeight, index in the deadline heap), the table's bucket and the deadline " +
-		"heap's slot, with the slack of their growth; otter, no TTL, keeps neither deadline nor weight.",
+		"heap's slot, with the slack of their growth. What otter keeps an entry is not measured apart here.",
 	"hitratio|*": "tier's default near tier evicts by recency alone (an approximate LRU, as golang-lru's), so a key requested once " +
 		"pushes out a popular one; otter (W-TinyLFU) and ristretto (TinyLFU) keep a frequency sketch and refuse newcomers rarer " +
 		"than the entry they would evict. Near.Admission (see its row) is tier's answer. This is the policy, not a cost a profile shows.",
